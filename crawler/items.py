@@ -1,0 +1,48 @@
+"""The one item that flows through the pipelines: a fetched article page and what we learn of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ArticleItem:
+    """One fetched article page; each pipeline stage fills its own fields and passes it on."""
+
+    # set by the spider (what was asked for and what came back)
+    url: str  # canonical form of the requested URL: the key that stops re-fetching
+    response_url: str
+    source: str
+    fetched_at: str
+    http_status: int
+    body: bytes = b""
+    encoding: str | None = None  # Scrapy's verdict (headers, meta, BOM, detection)
+    discovered_via: str = ""  # the feed, sitemap or section page that listed it
+    hints: dict[str, Any] = field(default_factory=dict)  # feed entry's title, date, authors, language
+
+    # set by extract
+    title: str | None = None
+    authors: list[str] = field(default_factory=list)
+    published_at: str | None = None
+    modified_at: str | None = None
+    language: str | None = None
+    canonical_url: str | None = None
+    site_name: str | None = None
+    text: str = ""
+    comments: str = ""
+    word_count: int = 0
+    extractor_version: str = ""
+    flags: list[str] = field(default_factory=list)  # e.g. "date-in-future", "dates-disagree"
+    status: str = "ok"  # "ok" | "failed" (extraction failed: no text, reason in failure_reason)
+    failure_reason: str | None = None
+
+    # set by relevance
+    topic_scores: list[dict[str, Any]] = field(default_factory=list)
+    indicators: list[dict[str, Any]] = field(default_factory=list)
+    relevant: bool = True
+
+    # set by dedupe
+    content_hash: str = ""
+    signature: bytes = b""
+    duplicate_of: int | None = None  # article id of an exact or near duplicate already stored

@@ -1,0 +1,75 @@
+"""Every Scrapy setting and nkwatch's own (``NKWATCH_*``, ``EXTRACT_*``, ``STORE_*``...), in one place.
+
+Components read their own prefix in ``from_crawler``; the CLI overrides a few per run
+(database path, sources file, demo allowances). Environment variables ``NKWATCH_DB`` and
+``NKWATCH_SOURCES`` are honoured here so ``scrapy crawl feeds`` and ``nkwatch crawl`` agree.
+"""
+
+import os
+
+from crawler import __version__
+
+BOT_NAME = "nkwatch"
+SPIDER_MODULES = ["crawler.spiders"]
+NEWSPIDER_MODULE = "crawler.spiders"
+
+# --- nkwatch's own -------------------------------------------------------------------------
+NKWATCH_DB = os.environ.get("NKWATCH_DB", "nkwatch.db")
+NKWATCH_SOURCES = os.environ.get("NKWATCH_SOURCES", "")  # empty: ./sources.toml, else shipped
+NKWATCH_SOURCE_NAMES = []  # crawl only these sources (empty: every enabled source)
+NKWATCH_CONTACT_URL = os.environ.get("NKWATCH_CONTACT_URL", "https://github.com/nkwatch/nkwatch")
+NKWATCH_MAX_ENTRIES_PER_FEED = 500  # a feed listing more is cut, newest first
+NKWATCH_ALLOW_PRIVATE_HOSTS = False
+NKWATCH_PROGRESS_SECONDS = 10.0  # a progress line this often during a crawl
+STORE_KEEP_OFFTOPIC_TEXT = False  # off-topic articles keep URL, title and scores, not text  # sources may opt in with allow_private = true
+
+EXTRACT_WORKERS = None  # worker processes for extraction; None: one per CPU core, 0: inline
+EXTRACT_MIN_WORDS = 20  # a body shorter than this is a failed extraction, not an article
+EXTRACT_FAVOR = "balanced"  # "precision" | "recall" | "balanced" (trafilatura's knobs)
+
+STORE_BATCH_SIZE = 50  # rows per transaction; a killed crawl loses at most one batch
+STORE_FLUSH_SECONDS = 1.0  # and never holds a row uncommitted longer than this
+STORE_KEEP_RAW = True  # keep compressed HTML so `nkwatch reextract` needs no network
+
+# --- politeness ----------------------------------------------------------------------------
+USER_AGENT = f"nkwatch/{__version__} (+{NKWATCH_CONTACT_URL})"
+ROBOTSTXT_OBEY = True
+CONCURRENT_REQUESTS = 32
+CONCURRENT_REQUESTS_PER_DOMAIN = 4
+DOWNLOAD_DELAY = 0.25
+DOWNLOAD_DELAY_JITTER = 0.5
+AUTOTHROTTLE_ENABLED = True
+AUTOTHROTTLE_START_DELAY = 0.25
+AUTOTHROTTLE_MAX_DELAY = 30.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+COOKIES_ENABLED = False
+TELNETCONSOLE_ENABLED = False
+
+# --- limits: the hostile web ---------------------------------------------------------------
+DOWNLOAD_TIMEOUT = 30
+DOWNLOAD_MAXSIZE = 20 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 5 * 1024 * 1024
+REDIRECT_MAX_TIMES = 5
+RETRY_ENABLED = True
+RETRY_TIMES = 2
+RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
+HTTPERROR_ALLOW_ALL = False
+
+# --- components ----------------------------------------------------------------------------
+DOWNLOADER_MIDDLEWARES = {
+    "crawler.middlewares.SeenUrlMiddleware": 50,
+    "crawler.middlewares.ConditionalGetMiddleware": 60,
+}
+ITEM_PIPELINES = {
+    "pipelines.extract.ExtractPipeline": 100,
+    "pipelines.dedupe.DedupePipeline": 500,
+    "pipelines.store.StorePipeline": 900,
+}
+EXTENSIONS = {
+    "crawler.summary.CrawlSummary": 500,
+}
+
+REQUEST_FINGERPRINTER_IMPLEMENTATION = "2.7"
+TWISTED_REACTOR = "twisted.internet.asyncioreactor.AsyncioSelectorReactor"
+FEED_EXPORT_ENCODING = "utf-8"
+LOG_LEVEL = os.environ.get("NKWATCH_LOG_LEVEL", "INFO")

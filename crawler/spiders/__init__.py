@@ -1,0 +1,1 @@
+"""Spiders turn sources into article requests: feeds, sitemaps and section pages."""

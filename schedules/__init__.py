@@ -1,0 +1,1 @@
+"""APScheduler jobs that run crawls unattended."""
