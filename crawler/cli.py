@@ -69,7 +69,9 @@ def main(debug: bool) -> None:
 @main.command()
 @db_option
 @sources_option
-@click.option("--source", "source_names", multiple=True, help="Crawl only this source (repeatable).")
+@click.option(
+    "--source", "source_names", multiple=True, help="Crawl only this source (repeatable)."
+)
 @click.option("--verbose", is_flag=True, help="Show Scrapy's own log lines too.")
 def crawl(db: str, sources_file: str | None, source_names: tuple[str, ...], verbose: bool) -> None:
     """Crawl the configured sources once into the corpus."""
@@ -134,6 +136,16 @@ def _serve_demo(web) -> None:
             time.sleep(3600)
     except KeyboardInterrupt:
         web.stop()
+
+
+def _register_area_commands() -> None:
+    from crawler.commands import all_commands
+
+    for command in all_commands():
+        main.add_command(command)
+
+
+_register_area_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,8 +18,11 @@ class ArticleItem:
     http_status: int
     body: bytes = b""
     encoding: str | None = None  # Scrapy's verdict (headers, meta, BOM, detection)
+    source_trust: float = 1.0  # the source's trust: content farms rank below the outlets they copy
     discovered_via: str = ""  # the feed, sitemap or section page that listed it
-    hints: dict[str, Any] = field(default_factory=dict)  # feed entry's title, date, authors, language
+    hints: dict[str, Any] = field(
+        default_factory=dict
+    )  # feed entry's title, date, authors, language
 
     # set by extract
     title: str | None = None

@@ -11,7 +11,6 @@ from scrapy.utils.project import get_project_settings
 
 from crawler.summary import CrawlTotals
 
-
 QUIET_LOGGERS = ("scrapy", "py.warnings", "trafilatura", "htmldate", "charset_normalizer",
                  "asyncio")  # fmt: skip
 
@@ -46,7 +45,8 @@ def run_crawl(
     )
     if not verbose:
         settings.set("LOG_VERSIONS", [], priority="cmdline")
-    process = CrawlerProcess(settings, install_root_handler=True)
+    settings.set("NKWATCH_LOG_SUMMARY", False, priority="cmdline")  # the CLI prints it instead
+    process = CrawlerProcess(settings)
     if not verbose:  # after CrawlerProcess, whose logging set-up resets levels
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING)

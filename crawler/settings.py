@@ -19,9 +19,9 @@ NKWATCH_SOURCES = os.environ.get("NKWATCH_SOURCES", "")  # empty: ./sources.toml
 NKWATCH_SOURCE_NAMES = []  # crawl only these sources (empty: every enabled source)
 NKWATCH_CONTACT_URL = os.environ.get("NKWATCH_CONTACT_URL", "https://github.com/nkwatch/nkwatch")
 NKWATCH_MAX_ENTRIES_PER_FEED = 500  # a feed listing more is cut, newest first
-NKWATCH_ALLOW_PRIVATE_HOSTS = False
+NKWATCH_ALLOW_PRIVATE_HOSTS = False  # sources may opt in with allow_private = true
 NKWATCH_PROGRESS_SECONDS = 10.0  # a progress line this often during a crawl
-STORE_KEEP_OFFTOPIC_TEXT = False  # off-topic articles keep URL, title and scores, not text  # sources may opt in with allow_private = true
+NKWATCH_LOG_SUMMARY = True  # log the closing summary (the CLI prints it itself)
 
 EXTRACT_WORKERS = None  # worker processes for extraction; None: one per CPU core, 0: inline
 EXTRACT_MIN_WORDS = 20  # a body shorter than this is a failed extraction, not an article
@@ -29,7 +29,8 @@ EXTRACT_FAVOR = "balanced"  # "precision" | "recall" | "balanced" (trafilatura's
 
 STORE_BATCH_SIZE = 50  # rows per transaction; a killed crawl loses at most one batch
 STORE_FLUSH_SECONDS = 1.0  # and never holds a row uncommitted longer than this
-STORE_KEEP_RAW = True  # keep compressed HTML so `nkwatch reextract` needs no network
+STORE_KEEP_RAW = True
+STORE_KEEP_OFFTOPIC_TEXT = False  # off-topic articles keep URL, title and scores, not text  # keep compressed HTML so `nkwatch reextract` needs no network
 
 # --- politeness ----------------------------------------------------------------------------
 USER_AGENT = f"nkwatch/{__version__} (+{NKWATCH_CONTACT_URL})"

@@ -124,4 +124,5 @@ class CrawlSummary:
                     "reason": reason if status != "ok" else None,
                 },
             )
-        logger.info("crawl summary (%s):\n  %s", reason, "\n  ".join(self.totals.lines()))
+        if self.crawler.settings.getbool("NKWATCH_LOG_SUMMARY", True):
+            logger.info("crawl summary (%s):\n  %s", reason, "\n  ".join(self.totals.lines()))

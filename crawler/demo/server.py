@@ -233,7 +233,9 @@ class DemoWeb:
         title = outlet.section_title(section) if section else ""
         values = {
             **self.common(outlet, outlet.charset, outlet.language),
-            "page_title": html.escape(f"{title} - {outlet.site_name}" if title else outlet.site_name),
+            "page_title": html.escape(
+                f"{title} - {outlet.site_name}" if title else outlet.site_name
+            ),
             "article_list_html": "\n".join(_list_item(outlet, a) for a in articles),
             "section_title": html.escape(title),
         }
@@ -413,7 +415,7 @@ def _rss(outlet: Outlet, feed: dict[str, str], links: list[tuple[DemoArticle, st
         )
         items.append(
             f"<item><title>{xml_escape(article.title)}</title><link>{xml_escape(link)}</link>"
-            f"<guid isPermaLink=\"false\">{xml_escape(article.key)}</guid>"
+            f'<guid isPermaLink="false">{xml_escape(article.key)}</guid>'
             f"<pubDate>{format_datetime(_parse(article.published_at))}</pubDate>{authors}"
             f"<description>{xml_escape(article.summary)}</description></item>"
         )

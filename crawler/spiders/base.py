@@ -97,6 +97,7 @@ class SourceSpider(scrapy.Spider):
             url=response.meta["nkwatch_key"],
             response_url=response.url,
             source=source,
+            source_trust=self.health.source(source).trust,
             fetched_at=utc_now(),
             http_status=response.status,
             body=response.body,
