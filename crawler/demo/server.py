@@ -109,6 +109,7 @@ class DemoWeb:
         self.request_log: list[tuple[str, str, int]] = []  # (outlet, path, status)
         self.servers: list[ThreadingHTTPServer] = []
         self.feed_failures: set[str] = set()  # outlet names whose feeds answer 500 (tests)
+        self.gone: set[str] = set()  # article keys still listed in feeds but answering 404
 
     # --- lifecycle ---------------------------------------------------------------------
     def start(self) -> DemoWeb:
@@ -300,7 +301,7 @@ class DemoWeb:
                 body = self.render_listing(outlet, slug)
                 return 200, body, f"text/html; charset={outlet.charset}"
         for article in self.published_articles(outlet.name):
-            if article.path == path:
+            if article.path == path and article.key not in self.gone:
                 body, charset = self.render_article(article)
                 return 200, body, f"text/html; charset={charset}"
         return 404, b"<html><body><h1>404 Not Found</h1></body></html>", "text/html"
