@@ -60,6 +60,9 @@ class SourceHealth:
         run.last_modified = _header(response, b"Last-Modified")
         self.stats.inc_value("nkwatch/feeds_read")
 
+    def count_listed(self, name: str, count: int) -> None:
+        self.runs[name].listed += count
+
     def not_modified(self, name: str) -> None:
         self.runs[name].not_modified = True
         self.stats.inc_value("nkwatch/feeds_not_modified")

@@ -58,6 +58,7 @@ HTTPERROR_ALLOW_ALL = False
 
 # --- components ----------------------------------------------------------------------------
 DOWNLOADER_MIDDLEWARES = {
+    "crawler.middlewares.AddressGuardMiddleware": 40,
     "crawler.middlewares.SeenUrlMiddleware": 50,
     "crawler.middlewares.ConditionalGetMiddleware": 60,
 }

@@ -133,19 +133,32 @@ class DemoWeb:
         self.stop()
 
     # --- what tests and the CLI ask ------------------------------------------------------
-    def sources(self) -> list[Source]:
-        """One source per demo feed, allowed to fetch from loopback."""
-        found = []
+    def sources(self, kinds: tuple[str, ...] = ("rss", "atom", "news-sitemap", "section")):
+        """The demo's sources: every feed, every news sitemap, one section page per outlet.
+
+        All may fetch from loopback (``allow_private``); the content farm has low trust.
+        """
+        found: list[Source] = []
+
+        def add(outlet: Outlet, name: str, path: str, kind: str, **extra: Any) -> None:
+            if kind in kinds:
+                found.append(
+                    Source(name=name, url=outlet.base_url + path.lstrip("/"), kind=kind,
+                           interval_minutes=1, allow_private=True, recent_days=3650,
+                           trust=0.2 if outlet.name == "wuhan-lighting" else 1.0, **extra)
+                )  # fmt: skip
+
         for outlet in self.outlets.values():
             for feed in outlet.feeds:
                 stem = feed["path"].strip("/").split("/")[-1].rsplit(".", 1)[0] or feed["kind"]
                 name = outlet.name if len(outlet.feeds) == 1 else f"{outlet.name}-{stem}"
-                found.append(
-                    Source(name=name, url=outlet.base_url + feed["path"].lstrip("/"),
-                           kind=feed["kind"], interval_minutes=1,
-                           language=feed.get("language", outlet.language), allow_private=True,
-                           trust=0.2 if outlet.name == "wuhan-lighting" else 1.0)
-                )  # fmt: skip
+                add(outlet, name, feed["path"], feed["kind"],
+                    language=feed.get("language", outlet.language))  # fmt: skip
+            if outlet.news_sitemap:
+                add(outlet, f"{outlet.name}-news-sitemap", outlet.news_sitemap, "news-sitemap")
+            section = outlet.sections[-1]["slug"]
+            add(outlet, f"{outlet.name}-section-{section}", f"/section/{section}/", "section",
+                article_pattern=r"/\d{4}/\d{2}/[^/]+\.html$")  # fmt: skip
         return found
 
     def url_of(self, key: str) -> str:

@@ -7,6 +7,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import scrapy
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
@@ -125,6 +126,8 @@ def describe_failure(failure: Failure) -> str:
     error = failure.value
     if isinstance(error, HttpError):
         return f"HTTP {error.response.status}"
+    if isinstance(error, IgnoreRequest) and str(error):
+        return str(error)
     name = type(error).__name__
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if "Timeout" in name:
