@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import socket
 
-METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data"})
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata", "instance-data",
+                            "169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200"})  # fmt: skip
 LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
@@ -19,6 +20,11 @@ def address_is_public(address: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     return ip.is_global and not ip.is_multicast
+
+
+def is_metadata_host(host: str) -> bool:
+    """Cloud metadata endpoints: refused even for sources allowed to reach private hosts."""
+    return (host or "").strip("[]").lower().rstrip(".") in METADATA_HOSTS
 
 
 def is_public_host(host: str, resolve: bool = False) -> bool:

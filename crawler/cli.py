@@ -55,6 +55,17 @@ def sources_option(function):
     )(function)
 
 
+def parse_overrides(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs as settings; Scrapy converts the strings where it reads them."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.ClickException(f"--set {pair!r}: expected KEY=VALUE")
+        settings[key.strip()] = value
+    return settings
+
+
 def emit_json(value) -> None:
     click.echo(json.dumps(value, ensure_ascii=False, indent=2, default=str))
 
@@ -72,8 +83,11 @@ def main(debug: bool) -> None:
 @click.option(
     "--source", "source_names", multiple=True, help="Crawl only this source (repeatable)."
 )
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a Scrapy/nkwatch setting for this crawl (repeatable).")  # fmt: skip
 @click.option("--verbose", is_flag=True, help="Show Scrapy's own log lines too.")
-def crawl(db: str, sources_file: str | None, source_names: tuple[str, ...], verbose: bool) -> None:
+def crawl(db: str, sources_file: str | None, source_names: tuple[str, ...],
+          overrides: tuple[str, ...], verbose: bool) -> None:  # fmt: skip
     """Crawl the configured sources once into the corpus."""
     from crawler.runner import run_crawl
     from crawler.sources import load_sources
@@ -82,7 +96,8 @@ def crawl(db: str, sources_file: str | None, source_names: tuple[str, ...], verb
     unknown = [n for n in source_names if n not in known]
     if unknown:
         raise click.ClickException(f"unknown source {unknown[0]!r}: see `nkwatch sources list`")
-    totals = run_crawl(db, sources_file, list(source_names), verbose=verbose)
+    totals = run_crawl(db, sources_file, list(source_names), overrides=parse_overrides(overrides),
+                       verbose=verbose)  # fmt: skip
     click.echo(f"\nCrawl finished: {db}")
     for line in totals.lines():
         click.echo("  " + line)

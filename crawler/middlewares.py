@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import IgnoreRequest
 
-from crawler.addresses import is_public_host
+from crawler.addresses import is_metadata_host, is_public_host
 from pipelines.corpus import knows_url, shared_corpus
 
 
@@ -86,9 +90,14 @@ class AddressGuardMiddleware:
         return {urlsplit(run.source.url).netloc for run in runs if run.source.allow_private}
 
     def process_request(self, request, spider=None):
+        parts = urlsplit(request.url)
+        if parts.scheme not in ("http", "https"):
+            raise IgnoreRequest(f"refused: {parts.scheme}: is not an http(s) URL")
+        if is_metadata_host(parts.hostname or ""):
+            self.crawler.stats.inc_value("nkwatch/requests_refused_private")
+            raise IgnoreRequest(f"refused: {parts.hostname} is a cloud metadata address")
         if self.allow_all or request.meta.get("nkwatch_allow_private"):
             return None
-        parts = urlsplit(request.url)
         if is_public_host_cached(parts.hostname or ""):
             return None
         if parts.netloc in self.allowed_hosts():
@@ -100,3 +109,41 @@ class AddressGuardMiddleware:
 @lru_cache(maxsize=4096)
 def is_public_host_cached(host: str) -> bool:
     return is_public_host(host, resolve=True)
+
+
+class RetryAfterMiddleware(RetryMiddleware):
+    """Scrapy's retries, but a 429/503 with ``Retry-After`` waits as long as the server asks.
+
+    Waits longer than ``RETRY_AFTER_MAX_SECONDS`` are not honoured: the request fails with the
+    reason, and the next crawl tries again. Only the one request waits; the crawl goes on.
+    """
+
+    def __init__(self, crawler) -> None:
+        super().__init__(crawler.settings)
+        self.crawler = crawler
+        self.max_wait = crawler.settings.getfloat("RETRY_AFTER_MAX_SECONDS", 120)
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        return cls(crawler)
+
+    async def process_response(self, request, response, spider=None):
+        if response.status in (429, 503) and response.headers.get(b"Retry-After"):
+            wait = retry_after_seconds(response.headers[b"Retry-After"].decode("latin-1"))
+            if wait is not None and wait > self.max_wait:
+                raise IgnoreRequest(f"HTTP {response.status}: server asks to wait {wait:.0f} s")
+            if wait and not request.meta.get("dont_retry"):
+                await asyncio.sleep(wait)
+        return super().process_response(request, response)
+
+
+def retry_after_seconds(value: str) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())

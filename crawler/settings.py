@@ -55,12 +55,15 @@ RETRY_ENABLED = True
 RETRY_TIMES = 2
 RETRY_HTTP_CODES = [500, 502, 503, 504, 522, 524, 408, 429]
 HTTPERROR_ALLOW_ALL = False
+RETRY_AFTER_MAX_SECONDS = 120  # a longer Retry-After fails the request; the next crawl retries
 
 # --- components ----------------------------------------------------------------------------
 DOWNLOADER_MIDDLEWARES = {
     "crawler.middlewares.AddressGuardMiddleware": 40,
     "crawler.middlewares.SeenUrlMiddleware": 50,
     "crawler.middlewares.ConditionalGetMiddleware": 60,
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "crawler.middlewares.RetryAfterMiddleware": 550,
 }
 ITEM_PIPELINES = {
     "pipelines.extract.ExtractPipeline": 100,

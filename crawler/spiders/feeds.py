@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
@@ -14,7 +15,7 @@ from crawler.sources import FEED_KINDS, Source
 from crawler.spiders.base import SourceSpider
 from pipelines.dates import to_utc_iso
 
-FEED_TYPES = ("xml", "rss", "atom", "rdf")
+ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.I)
 
 
 @dataclass
@@ -49,6 +50,9 @@ def parse_feed(body: bytes, url: str, content_type: str = "", limit: int = 500) 
     """Parse feed bytes; entry links are made absolute against ``url``; newest first."""
     if not body.strip():
         return ParsedFeed(problem="empty response")
+    if ENTITY_DECLARATION.search(body[:65536]):
+        return ParsedFeed(problem="refused: XML with entity declarations (entity expansion or "
+                          "external entity)")  # fmt: skip
     parsed = feedparser.parse(
         body, response_headers={"content-location": url, "content-type": content_type or "text/xml"}
     )
@@ -61,10 +65,16 @@ def parse_feed(body: bytes, url: str, content_type: str = "", limit: int = 500) 
             reason += f" ({_bozo_reason(parsed)})" if not looks_html else ""
         return ParsedFeed(problem=reason)
     entries = []
+    seen_links: set[str] = set()
+    duplicates = 0
     for raw in parsed.entries:
         link = raw.get("link") or _first_alternate(raw) or ""
         if not link:
             continue
+        if link in seen_links:
+            duplicates += 1
+            continue
+        seen_links.add(link)
         stamp = raw.get("published_parsed") or raw.get("updated_parsed")
         entries.append(
             FeedEntry(
@@ -79,10 +89,16 @@ def parse_feed(body: bytes, url: str, content_type: str = "", limit: int = 500) 
     result = ParsedFeed(
         title=(parsed.feed.get("title") or "").strip(), kind=version, entries=entries[:limit]
     )
+    warnings = []
     if parsed.get("bozo"):
-        result.warning = f"malformed feed, read leniently: {_bozo_reason(parsed)}"
+        warnings.append(f"malformed feed, read leniently: {_bozo_reason(parsed)}")
+    if duplicates:
+        warnings.append(f"{duplicates} duplicate entries skipped")
+    if len(entries) > limit:
+        warnings.append(f"{len(entries)} entries, cut to the newest {limit}")
     if not entries:
-        result.warning = "feed has no entries"
+        warnings.append("feed has no entries")
+    result.warning = "; ".join(warnings) or None
     return result
 
 

@@ -13,6 +13,7 @@ from scrapy.http import Response
 
 from crawler.sources import SITEMAP_KINDS, Source
 from crawler.spiders.base import SourceSpider
+from crawler.spiders.feeds import ENTITY_DECLARATION
 from pipelines.dates import to_utc_iso
 
 MAX_CHILD_SITEMAPS = 50
@@ -53,6 +54,9 @@ def parse_sitemap(body: bytes, url: str) -> ParsedSitemap:
     """Parse sitemap XML without resolving entities, DTDs or anything on the network."""
     if not body.strip():
         return ParsedSitemap(problem="empty response")
+    if ENTITY_DECLARATION.search(body[:65536]):
+        return ParsedSitemap(problem="refused: XML with entity declarations (entity expansion or "
+                             "external entity)")  # fmt: skip
     parser = lxml.etree.XMLParser(
         resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False, recover=True
     )
