@@ -27,6 +27,8 @@ EXTRACT_WORKERS = None  # worker processes for extraction; None: one per CPU cor
 EXTRACT_MIN_WORDS = 20  # a body shorter than this is a failed extraction, not an article
 EXTRACT_FAVOR = "balanced"  # "precision" | "recall" | "balanced" (trafilatura's knobs)
 
+RELEVANCE_TOPICS = ""  # topics TOML; empty: NKWATCH_TOPICS, then ./topics.toml, then shipped
+
 STORE_BATCH_SIZE = 50  # rows per transaction; a killed crawl loses at most one batch
 STORE_FLUSH_SECONDS = 1.0  # and never holds a row uncommitted longer than this
 STORE_KEEP_RAW = True
@@ -67,6 +69,7 @@ DOWNLOADER_MIDDLEWARES = {
 }
 ITEM_PIPELINES = {
     "pipelines.extract.ExtractPipeline": 100,
+    "pipelines.relevance.RelevancePipeline": 300,
     "pipelines.dedupe.DedupePipeline": 500,
     "pipelines.store.StorePipeline": 900,
 }

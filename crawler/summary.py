@@ -1,7 +1,9 @@
 """The crawl's run record, progress lines and closing summary.
 
 A run row is written as ``running`` when the crawl opens and finished when it closes; a crawl
-killed in between stays ``running`` with its pid, which the scheduler later marks failed.
+killed in between stays ``running`` with its pid, which the scheduler later marks failed. A
+crawl the daemon started fills in the row the daemon made for it (``NKWATCH_RUN_ID``), so each
+scheduled crawl is one row whatever happens to the process.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scrapy import signals
 from twisted.internet import task
@@ -31,6 +33,8 @@ class CrawlTotals:
     already_stored: int = 0
     failures: int = 0
     new_stories: int = 0
+    relevant: int = 0
+    relevant_by_topic: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
     @classmethod
@@ -47,6 +51,12 @@ class CrawlTotals:
             + stats.get("nkwatch/extract_failed", 0)
             + stats.get("nkwatch/sources_failed", 0),
             new_stories=stats.get("nkwatch/new_stories", 0),
+            relevant=stats.get("nkwatch/stored_relevant", 0),
+            relevant_by_topic={
+                key.rsplit("/", 1)[1]: value
+                for key, value in sorted(stats.items())
+                if key.startswith("nkwatch/relevant/")
+            },
             seconds=seconds,
         )
 
@@ -57,6 +67,8 @@ class CrawlTotals:
             f"pages fetched:       {self.pages_fetched}",
             f"articles stored:     {self.articles_stored} new "
             f"({self.already_stored} already stored, skipped)",
+            f"relevant:            {self.relevant} "
+            f"({', '.join(f'{t} {n}' for t, n in self.relevant_by_topic.items()) or 'none'})",
             f"new stories:         {self.new_stories}",
             f"failures:            {self.failures}",
             f"time:                {self.seconds:.1f} s",
@@ -84,13 +96,22 @@ class CrawlSummary:
     def opened(self, spider) -> None:
         self.started = time.monotonic()
         db = shared_corpus(self.crawler)
+        self.run_id = self.crawler.settings.getint("NKWATCH_RUN_ID", 0) or None
         with db.conn:
-            names = ",".join(getattr(spider, "only_sources", []) or []) or "*"
-            cursor = db.execute(
-                "INSERT INTO runs (started_at, status, sources, pid) VALUES (?, 'running', ?, ?)",
-                [utc_now(), f"{spider.name}:{names}", os.getpid()],
-            )
-        self.run_id = cursor.lastrowid
+            if self.run_id is not None:  # the daemon's row for this crawl: fill it in
+                cursor = db.execute(
+                    "UPDATE runs SET pid = ? WHERE id = ? AND status = 'running'",
+                    [os.getpid(), self.run_id],
+                )
+                if cursor.rowcount == 0:
+                    self.run_id = None
+            if self.run_id is None:
+                names = ",".join(getattr(spider, "only_sources", []) or []) or "*"
+                cursor = db.execute(
+                    "INSERT INTO runs (started_at, status, sources, pid) VALUES (?, 'running', ?, ?)",
+                    [utc_now(), f"{spider.name}:{names}", os.getpid()],
+                )
+                self.run_id = cursor.lastrowid
         self.progress = task.LoopingCall(self.log_progress)
         self.progress.start(self.interval, now=False)
 

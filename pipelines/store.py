@@ -111,6 +111,8 @@ class StorePipeline:
         self.stats.inc_value(f"nkwatch/stored/{item.source}")
         if status == "failed":
             self.stats.inc_value("nkwatch/stored_failed")
+        elif status == "ok" and item.relevant:
+            self.stats.inc_value("nkwatch/stored_relevant")
         if self.keep_raw and item.body:
             self.db.execute(
                 "INSERT INTO raw_pages (article_id, html_gz, encoding, content_type) "
@@ -118,6 +120,8 @@ class StorePipeline:
                 [article_id, gzip.compress(item.body, 6), item.encoding, "text/html"],
             )
         for score in item.topic_scores:
+            if score["passed"]:
+                self.stats.inc_value(f"nkwatch/relevant/{score['topic']}")
             self.db.execute(
                 "INSERT INTO topic_scores (article_id, topic, score, passed, evidence) "
                 "VALUES (?, ?, ?, ?, ?)",

@@ -76,18 +76,20 @@ def test_radio_story_chrome_lines_are_dropped(demo_web, demo_corpus):
 
 
 def test_korean_japanese_and_chinese_pages_are_correct_unicode(demo_web, demo_corpus):
-    checked = 0
+    titles = texts = 0
     for article in demo_web.published_articles():
         if article.language not in ("ko", "ja", "zh") or article.body_html:
             continue
         row = stored_article(demo_web, demo_corpus, article.key)
         assert row["title"] == article.title
-        assert article.paragraphs[0][:20] in row["text"], f"mojibake or loss in {article.key}"
         assert row["language"] == article.language
-        checked += 1
+        titles += 1
+        if row["status"] == "ok":  # off-topic articles keep their title, not their text
+            assert article.paragraphs[0][:20] in row["text"], f"mojibake or loss in {article.key}"
+            texts += 1
     charsets = {a.charset for a in demo_web.published_articles()}
     assert {"euc-kr", "shift_jis"} <= charsets
-    assert checked >= 20
+    assert titles >= 20 and texts >= 8
 
 
 def test_metadata_is_stored(demo_web, demo_corpus):

@@ -1,0 +1,674 @@
+"""Relevance: watch topics as data, scores with the evidence beside them, and indicators.
+
+A topic (``topics.toml``) is a few groups of terms in English, Korean, Japanese and Chinese.
+An article passes a topic when every required group is found, the groups that must meet do
+meet within a few sentences of each other, and the weighted sum of what was found reaches the
+topic's threshold. Each match is kept as evidence (term, group, field, offsets, snippet), so a
+reader can see why an article was kept or dropped. Relevant articles also give up their
+indicators: phone numbers, e-mail addresses, wallets, domains and named organisations.
+
+The topics file is ``RELEVANCE_TOPICS`` (setting), else ``NKWATCH_TOPICS`` (environment), else
+``./topics.toml``, else the file shipped with nkwatch.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import os
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+LOCAL_FILE = Path("topics.toml")
+SNIPPET_CHARS = 40
+MAX_EVIDENCE_PER_GROUP = 12  # enough to show why, short enough to store beside every score
+
+# Full-width ASCII (ＩＴ, ＠) and the ideographic space map one-to-one onto ASCII, so matching
+# sees "IT" in Japanese text while offsets still point into the original string.
+_FULLWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+_SENTENCE_END = re.compile(r"[.!?](?=[\s\"'”’)]|$)|[。！？]|\n")
+_ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")
+
+
+TOPIC_KEYS = {"name", "description", "threshold", "group", "near", "near_sentences", "title_weight",
+              "yields_to"}  # fmt: skip
+GROUP_KEYS = {"name", "terms", "lists", "weight", "required", "cap", "min_score", "exclude"}
+
+
+class TopicsError(ValueError):
+    """A topics file that cannot be used; the message names the file and what is wrong."""
+
+
+# --- topics as data ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Term:
+    """One configured term: ``*`` ends a Latin word stem (``scam*``), a space allows a hyphen."""
+
+    text: str
+    weight: float
+    case_sensitive: bool = False
+
+
+@dataclass
+class TermGroup:
+    """Terms that stand for one idea (North Korea, a scam, a phone) and what one match is worth."""
+
+    name: str
+    terms: list[Term]
+    required: bool = False
+    cap: float = 6.0  # a group stops adding to the score here; the sign follows the weights
+    min_score: float = 0.0  # a required group counts as found only from this much
+    exclude: list[str] = field(default_factory=list)  # phrases whose matches do not count
+    matcher: TermMatcher | None = None
+    exclude_matcher: TermMatcher | None = None
+
+
+@dataclass
+class Topic:
+    """A watch topic: its groups, which of them must meet, and the score that passes."""
+
+    name: str
+    description: str
+    threshold: float
+    groups: list[TermGroup]
+    near: list[tuple[str, str]] = field(default_factory=list)
+    near_sentences: int = 1  # "near" is the same sentence or this many sentences apart
+    title_weight: float = 2.0  # a match in the title counts this many times
+    yields_to: list[str] = field(default_factory=list)  # a broader topic steps aside for these
+
+
+@dataclass
+class Organisation:
+    """A named organisation or platform investigators look for, with its names in each language."""
+
+    name: str
+    kind: str  # "platform" | "organisation"
+    aliases: list[Term]
+    matcher: TermMatcher | None = None
+
+
+@dataclass
+class Topics:
+    """Everything a topics file declares, and where it came from."""
+
+    topics: list[Topic]
+    organisations: list[Organisation]
+    generic_domains: frozenset[str]
+    origin: str
+
+    def names(self) -> list[str]:
+        return [topic.name for topic in self.topics]
+
+
+@dataclass
+class TopicScore:
+    """One article against one topic: the score, the verdict, the matches and what was missing."""
+
+    topic: str
+    score: float
+    passed: bool
+    evidence: list[dict[str, Any]]
+    missing: list[str] = field(default_factory=list)  # why it did not pass (empty if it did)
+    group_scores: dict[str, float] = field(default_factory=dict)  # each group's capped part
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def find_topics_file(configured: str | None = None) -> tuple[str, str]:
+    """The topics file to use and its text: setting, NKWATCH_TOPICS, ./topics.toml, shipped."""
+    chosen = configured or os.environ.get("NKWATCH_TOPICS") or ""
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise FileNotFoundError(f"topics file {chosen} not found")
+        return str(path), path.read_text(encoding="utf-8")
+    if LOCAL_FILE.is_file():
+        return str(LOCAL_FILE), LOCAL_FILE.read_text(encoding="utf-8")
+    shipped = resources.files("pipelines").joinpath("topics.toml")
+    return "shipped topics.toml", shipped.read_text(encoding="utf-8")
+
+
+def load_topics(configured: str | None = None) -> Topics:
+    """Read and compile the topics file chosen by ``find_topics_file``."""
+    origin, text = find_topics_file(configured)
+    return parse_topics(text, origin)
+
+
+@lru_cache(maxsize=8)
+def _cached_topics(configured: str, environment: str, local_mtime: float) -> Topics:
+    return load_topics(configured or None)
+
+
+def default_topics(configured: str | None = None) -> Topics:
+    """``load_topics`` remembered per (setting, environment, ./topics.toml version)."""
+    local_mtime = LOCAL_FILE.stat().st_mtime if LOCAL_FILE.is_file() else 0.0
+    return _cached_topics(configured or "", os.environ.get("NKWATCH_TOPICS", ""), local_mtime)
+
+
+def parse_topics(text: str, origin: str) -> Topics:
+    """Topics from TOML text; ``origin`` names the file in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise TopicsError(f"{origin}: not valid TOML: {error}") from None
+    lists = data.get("lists", {})
+    topics = [_parse_topic(entry, lists, origin) for entry in data.get("topic", [])]
+    if not topics:
+        raise TopicsError(f"{origin}: no [[topic]] entries")
+    names = [t.name for t in topics]
+    if len(set(names)) != len(names):
+        raise TopicsError(f"{origin}: topic names must be unique")
+    for topic in topics:
+        for other in topic.yields_to:
+            if other not in names:
+                raise TopicsError(f"{origin}: topic {topic.name} yields to unknown {other!r}")
+    organisations = [_parse_organisation(entry, origin) for entry in data.get("organisation", [])]
+    generic = data.get("indicators", {}).get("generic_domains", [])
+    return Topics(topics, organisations, frozenset(d.lower() for d in generic), origin)
+
+
+def _parse_topic(entry: dict[str, Any], lists: dict[str, Any], origin: str) -> Topic:
+    name = entry.get("name")
+    if not name or "threshold" not in entry:
+        raise TopicsError(f"{origin}: every [[topic]] needs a name and a threshold")
+    _check_keys(entry, TOPIC_KEYS, f"{origin}: topic {name}")
+    groups = [_parse_group(g, lists, f"{origin}: topic {name}") for g in entry.get("group", [])]
+    group_names = {g.name for g in groups}
+    near = [tuple(pair) for pair in entry.get("near", [])]
+    for pair in near:
+        if len(pair) != 2 or not set(pair) <= group_names:
+            raise TopicsError(f"{origin}: topic {name}: near {list(pair)} names unknown groups")
+    return Topic(
+        name=name,
+        description=entry.get("description", ""),
+        threshold=float(entry["threshold"]),
+        groups=groups,
+        near=near,
+        near_sentences=int(entry.get("near_sentences", 1)),
+        title_weight=float(entry.get("title_weight", 2.0)),
+        yields_to=list(entry.get("yields_to", [])),
+    )
+
+
+def _parse_group(entry: dict[str, Any], lists: dict[str, Any], where: str) -> TermGroup:
+    name = entry.get("name")
+    if not name:
+        raise TopicsError(f"{where}: a group has no name")
+    _check_keys(entry, GROUP_KEYS, f"{where}, group {name}")
+    weight = float(entry.get("weight", 1.0))
+    raw_terms: list[Any] = []
+    exclude = list(entry.get("exclude", []))
+    for list_name in entry.get("lists", []):
+        if list_name not in lists:
+            raise TopicsError(f"{where}: group {name} uses unknown list {list_name!r}")
+        raw_terms.extend(lists[list_name].get("terms", []))
+        exclude.extend(lists[list_name].get("exclude", []))
+    raw_terms.extend(entry.get("terms", []))
+    terms = [_parse_term(raw, weight, f"{where}, group {name}") for raw in raw_terms]
+    if not terms:
+        raise TopicsError(f"{where}: group {name} has no terms")
+    group = TermGroup(
+        name=name,
+        terms=terms,
+        required=bool(entry.get("required", False)),
+        cap=float(entry.get("cap", 6.0)),
+        min_score=float(entry.get("min_score", 0.0)),
+        exclude=exclude,
+    )
+    group.matcher = compile_terms(terms)
+    if exclude:
+        group.exclude_matcher = compile_terms([Term(text, 0.0) for text in exclude])
+    return group
+
+
+def _check_keys(entry: dict[str, Any], known: set[str], where: str) -> None:
+    """A misspelt key would silently change nothing; say so instead."""
+    unknown = sorted(set(entry) - known)
+    if unknown:
+        raise TopicsError(
+            f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+
+
+def _parse_term(raw: Any, weight: float, where: str) -> Term:
+    """A term is a string (the group's weight) or ``{term = "...", weight = 3, case = true}``."""
+    if isinstance(raw, str):
+        return Term(raw, weight)
+    if isinstance(raw, dict) and isinstance(raw.get("term"), str):
+        return Term(raw["term"], float(raw.get("weight", weight)), bool(raw.get("case", False)))
+    raise TopicsError(f"{where}: {raw!r} is not a term")
+
+
+def _parse_organisation(entry: dict[str, Any], origin: str) -> Organisation:
+    name = entry.get("name")
+    if not name:
+        raise TopicsError(f"{origin}: an [[organisation]] has no name")
+    aliases = [
+        _parse_term(raw, 1.0, f"{origin}: organisation {name}")
+        for raw in entry.get("aliases", [name])
+    ]
+    organisation = Organisation(name, entry.get("kind", "organisation"), aliases)
+    organisation.matcher = compile_terms(aliases)
+    return organisation
+
+
+# --- matching --------------------------------------------------------------------------------
+
+
+def term_regex(term: Term) -> str:
+    """The regex for one term: Latin ends need a non-letter beside them, CJK ends do not.
+
+    The start boundary is checked after the first character, not before: a lookbehind that
+    leads every branch of a large alternation runs at every position and is the slow part.
+    """
+    parts = []
+    for char in term.text:
+        if char == "*":
+            parts.append("[A-Za-z]*")
+        elif char == " ":
+            parts.append(r"[\s\-]*")
+        else:
+            parts.append(re.escape(char))
+    if _ASCII_ALNUM.match(term.text[0]):
+        parts.insert(1, f"(?<![A-Za-z0-9]{parts[0]})")
+    body = "".join(parts)
+    if _ASCII_ALNUM.match(term.text[-1]) or term.text.endswith("*"):
+        body += "(?![A-Za-z0-9])"
+    return body
+
+
+class TermMatcher:
+    """Finds a list of terms in a text: leftmost, longest, not overlapping.
+
+    One regex per term, tried only when the term's literal start occurs in the text at all (a
+    plain substring test): a text holds few of a group's hundred-odd terms, and one large
+    alternation would try every branch at every position.
+    """
+
+    def __init__(self, terms: tuple[tuple[str, bool], ...]) -> None:
+        self.candidates = []
+        for index, (text, case_sensitive) in enumerate(terms):
+            pieces = [p if case_sensitive else p.lower() for p in re.split(r"[* ]", text) if p]
+            flags = 0 if case_sensitive else re.IGNORECASE
+            pattern = re.compile(term_regex(Term(text, 0.0)), flags)
+            self.candidates.append((pieces, case_sensitive, pattern, index))
+
+    def spans(self, text: str, lowered: str) -> list[tuple[int, int, int]]:
+        """(start, end, term index) of every match, overlaps resolved leftmost-longest."""
+        found = []
+        for pieces, case_sensitive, pattern, index in self.candidates:
+            haystack = text if case_sensitive else lowered
+            if all(piece in haystack for piece in pieces):
+                found.extend((m.start(), m.end(), index) for m in pattern.finditer(text))
+        found.sort(key=lambda hit: (hit[0], hit[0] - hit[1]))
+        kept, reached = [], -1
+        for start, end, index in found:
+            if start >= reached and end > start:
+                kept.append((start, end, index))
+                reached = end
+        return kept
+
+
+@lru_cache(maxsize=256)
+def _matcher(terms: tuple[tuple[str, bool], ...]) -> TermMatcher:
+    return TermMatcher(terms)
+
+
+def compile_terms(terms: list[Term]) -> TermMatcher:
+    """The matcher for a list of terms; groups with the same terms (the North Korea list in
+    every topic) share one."""
+    return _matcher(tuple((t.text, t.case_sensitive) for t in terms))
+
+
+def normalise_for_matching(text: str) -> str:
+    """Full-width ASCII to ASCII, one character for one, so offsets stay valid."""
+    return text.translate(_FULLWIDTH)
+
+
+@dataclass
+class Match:
+    term: Term
+    group: str
+    field: str  # "title" | "text"
+    start: int
+    end: int
+    sentence: int
+
+
+class _Field:
+    """One field of an article prepared for matching: normalised text and sentence starts."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.text = text or ""
+        self.matchable = normalise_for_matching(self.text)
+        self.lowered = self.matchable.lower()  # only asked "is this substring here at all?"
+        self.found: dict[int, list[tuple[int, int, int]]] = {}  # matcher id -> its spans here
+        self.sentence_ends = [m.end() for m in _SENTENCE_END.finditer(self.matchable)]
+
+    def spans(self, matcher: TermMatcher) -> list[tuple[int, int, int]]:
+        """The matcher's spans in this field, found once however many groups share it."""
+        if id(matcher) not in self.found:
+            self.found[id(matcher)] = matcher.spans(self.matchable, self.lowered)
+        return self.found[id(matcher)]
+
+    def sentence_of(self, offset: int) -> int:
+        return bisect.bisect_right(self.sentence_ends, offset)
+
+    def snippet(self, start: int, end: int) -> str:
+        left = max(0, start - SNIPPET_CHARS)
+        right = min(len(self.text), end + SNIPPET_CHARS)
+        around = " ".join(self.text[left:right].split())
+        return ("…" if left else "") + around + ("…" if right < len(self.text) else "")
+
+
+def find_group(group: TermGroup, fields: list[_Field]) -> list[Match]:
+    """Every match of the group's terms, minus those inside an excluded phrase."""
+    found = []
+    for article_field in fields:
+        masked = []
+        if group.exclude_matcher is not None:
+            masked = article_field.spans(group.exclude_matcher)
+        for start, end, index in article_field.spans(group.matcher):
+            if any(s < end and start < e for s, e, _ in masked):
+                continue
+            term = group.terms[index]
+            found.append(
+                Match(term, group.name, article_field.name, start, end,
+                      article_field.sentence_of(start))
+            )  # fmt: skip
+    return found
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+def score_article(
+    title: str | None,
+    text: str | None,
+    language: str | None = None,
+    topics: Topics | None = None,
+) -> list[TopicScore]:
+    """Score one article against every topic, with the evidence for each score.
+
+    ``language`` is accepted for callers that know it, but terms of every language are matched
+    in every article: news in one language quotes names and platforms in another.
+    """
+    topics = topics or default_topics()
+    fields = [_Field("title", title or ""), _Field("text", text or "")]
+    scores = [_score_topic(topic, fields) for topic in topics.topics]
+    passed = {s.topic for s in scores if s.passed}
+    by_name = {t.name: t for t in topics.topics}
+    for score in scores:
+        stronger = [name for name in by_name[score.topic].yields_to if name in passed]
+        if score.passed and stronger:
+            score.passed = False
+            score.missing.append(f"yields to {', '.join(stronger)}")
+    return scores
+
+
+def _score_topic(topic: Topic, fields: list[_Field]) -> TopicScore:
+    by_field = {f.name: f for f in fields}
+    matches: dict[str, list[Match]] = {g.name: find_group(g, fields) for g in topic.groups}
+    total, missing, parts = 0.0, [], {}
+    for group in topic.groups:
+        worth = sum(
+            m.term.weight * (topic.title_weight if m.field == "title" else 1.0)
+            for m in matches[group.name]
+        )
+        worth = max(worth, group.cap) if group.cap < 0 else min(worth, group.cap)
+        total += worth
+        parts[group.name] = round(worth, 2)
+        if group.required and (not matches[group.name] or worth < max(group.min_score, 1e-9)):
+            missing.append(f"group {group.name}")
+    for first, second in topic.near:
+        if not _meet(matches[first], matches[second], topic.near_sentences):
+            missing.append(f"{first} near {second}")
+    if total < topic.threshold:
+        missing.append(f"score below {topic.threshold:g}")
+    evidence = [
+        _evidence(m, by_field[m.field])
+        for group in topic.groups
+        for m in matches[group.name][:MAX_EVIDENCE_PER_GROUP]
+    ]
+    return TopicScore(topic.name, round(total, 2), not missing, evidence, missing, parts)
+
+
+def _meet(first: list[Match], second: list[Match], sentences: int) -> bool:
+    """Do two groups meet: either in the title (which speaks for the whole article), or both
+    within ``sentences`` of each other in the text?"""
+    for a in first:
+        for b in second:
+            if "title" in (a.field, b.field):
+                return True
+            if abs(a.sentence - b.sentence) <= sentences:
+                return True
+    return False
+
+
+def _evidence(match: Match, article_field: _Field) -> dict[str, Any]:
+    return {
+        "term": article_field.text[match.start : match.end],
+        "pattern": match.term.text,
+        "group": match.group,
+        "weight": match.term.weight,
+        "field": match.field,
+        "start": match.start,
+        "end": match.end,
+        "snippet": article_field.snippet(match.start, match.end),
+    }
+
+
+# --- indicators ------------------------------------------------------------------------------
+
+_PHONE_INTERNATIONAL = re.compile(
+    r"(?<![A-Za-z0-9+])\+\d{1,3}(?:[\s.\-]?\(?\d{1,4}\)?){1,5}(?![\d\-])"
+)
+_PHONE_NATIONAL = re.compile(
+    r"(?<![A-Za-z0-9+\-./,])(?:\(0\d{1,4}\)\s?|0\d{1,4}[\s.\-])\d{2,5}[\s.\-]\d{3,5}(?![A-Za-z0-9\-])"
+    r"|(?<![A-Za-z0-9+\-./,])0\d{2,3}-\d{7,8}(?![A-Za-z0-9\-])"
+)
+_PHONE_NORTH_AMERICAN = re.compile(
+    r"(?<![A-Za-z0-9+\-./,$])(?:\(\d{3}\)\s?|[2-9]\d{2}-)\d{3}-\d{4}(?![A-Za-z0-9\-])"
+)
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]*@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![A-Za-z0-9\-])"
+)
+_ETH = re.compile(r"(?<![A-Za-z0-9])0x[0-9a-fA-F]{40}(?![A-Za-z0-9])")
+_BTC_LEGACY = re.compile(r"(?<![A-Za-z0-9])[13][1-9A-HJ-NP-Za-km-z]{25,34}(?![A-Za-z0-9])")
+_BTC_BECH32 = re.compile(r"(?<![A-Za-z0-9])bc1[ac-hj-np-z02-9]{11,71}(?![A-Za-z0-9])", re.I)
+_TRON = re.compile(r"(?<![A-Za-z0-9])T[1-9A-HJ-NP-Za-km-z]{33}(?![A-Za-z0-9])")
+_DOMAIN = re.compile(
+    r"(?<![A-Za-z0-9@.\-])(?:https?://)?"
+    r"((?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+([A-Za-z]{2,24}))"
+    r"(?![A-Za-z0-9\-@]|\.[A-Za-z0-9])"
+)
+_WALLET_WORDS = re.compile(
+    r"wallet|bitcoin|btc|crypto|tron|usdt|address|지갑|비트코인|가상|ウォレット|ビットコイン|"
+    r"アドレス|暗号資産|钱包|錢包|比特币|比特幣|地址|加密",
+    re.I,
+)
+_BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+# Top-level domains a news text plausibly names; "example" and "test" are reserved for
+# documentation and appear in advisories that withhold real addresses.
+KNOWN_TLDS = frozenset(
+    """com net org info biz io co dev app ai me tv cc xyz online site top club shop store tech
+    cloud pro live news asia mobi name work services solutions agency email link website space
+    example test kr jp cn kp hk tw ru us uk de fr nl vn th ph sg my id in la mn ua ca au br"""
+    .split()
+)  # fmt: skip
+
+
+def extract_indicators(
+    title: str | None,
+    text: str | None,
+    *,
+    page_url: str | None = None,
+    language: str | None = None,
+    topics: Topics | None = None,
+) -> list[dict[str, str]]:
+    """What investigators search for, from one article: kind, normalised value, context."""
+    topics = topics or default_topics()
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for article_field in (_Field("title", title or ""), _Field("text", text or "")):
+        for kind, value, start, end in _raw_indicators(article_field.matchable, topics, page_url):
+            found.setdefault(
+                (kind, value),
+                {"kind": kind, "value": value, "context": article_field.snippet(start, end)},
+            )
+    return list(found.values())
+
+
+def _raw_indicators(text: str, topics: Topics, page_url: str | None):
+    emails = []
+    for hit in _EMAIL.finditer(text):
+        emails.append(hit.span())
+        yield "email", hit.group().lower(), *hit.span()
+    yield from _phones(text)
+    yield from _wallets(text)
+    page_host = (urlsplit(page_url).hostname or "").lower().removeprefix("www.") if page_url else ""
+    for hit in _DOMAIN.finditer(text):
+        if any(s <= hit.start() < e for s, e in emails):
+            continue
+        domain = hit.group(1).lower().removeprefix("www.")
+        if _is_reportable_domain(domain, hit.group(2).lower(), page_host, topics):
+            yield "domain", domain, *hit.span()
+    lowered = text.lower()
+    for organisation in topics.organisations:
+        spans = organisation.matcher.spans(text, lowered)
+        if spans:
+            yield organisation.kind, organisation.name, spans[0][0], spans[0][1]
+
+
+def _phones(text: str):
+    taken: list[tuple[int, int]] = []
+    # Fewest digits per format: a national number shorter than 9 digits is more likely a date.
+    for pattern, fewest in ((_PHONE_INTERNATIONAL, 8), (_PHONE_NATIONAL, 9),
+                            (_PHONE_NORTH_AMERICAN, 10)):  # fmt: skip
+        for hit in pattern.finditer(text):
+            if any(s < hit.end() and hit.start() < e for s, e in taken):
+                continue
+            digits = re.sub(r"\D", "", hit.group())
+            if not fewest <= len(digits) <= 15:
+                continue
+            taken.append(hit.span())
+            value = "+" + digits if hit.group().startswith("+") else digits
+            yield "phone", value, *hit.span()
+
+
+def _wallets(text: str):
+    for hit in _ETH.finditer(text):
+        yield "wallet-eth", hit.group().lower(), *hit.span()
+    for hit in _BTC_BECH32.finditer(text):
+        if _bech32_valid(hit.group().lower()):
+            yield "wallet-btc", hit.group().lower(), *hit.span()
+    for hit in _BTC_LEGACY.finditer(text):
+        if _plausible_base58(hit.group(), text, hit.start()):
+            yield "wallet-btc", hit.group(), *hit.span()
+    for hit in _TRON.finditer(text):
+        if _plausible_base58(hit.group(), text, hit.start()):
+            yield "wallet-tron", hit.group(), *hit.span()
+
+
+def _plausible_base58(candidate: str, text: str, start: int) -> bool:
+    """A valid checksum, or (for addresses quoted with a typo or redacted) wallet words nearby."""
+    if not (re.search(r"\d", candidate) and re.search(r"[A-Za-z]", candidate)):
+        return False
+    return _base58check_valid(candidate) or bool(
+        _WALLET_WORDS.search(text, max(0, start - 80), start + len(candidate) + 80)
+    )
+
+
+def _base58check_valid(candidate: str) -> bool:
+    number = 0
+    for char in candidate:
+        number = number * 58 + _BASE58.index(char)
+    pad = len(candidate) - len(candidate.lstrip("1"))
+    raw = b"\x00" * pad + number.to_bytes((number.bit_length() + 7) // 8, "big")
+    if len(raw) != 25:
+        return False
+    digest = hashlib.sha256(hashlib.sha256(raw[:-4]).digest()).digest()
+    return digest[:4] == raw[-4:]
+
+
+def _bech32_valid(candidate: str) -> bool:
+    hrp, _, data = candidate.rpartition("1")
+    if not data or any(c not in _BECH32 for c in data):
+        return False
+    values = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp]
+    values += [_BECH32.index(c) for c in data]
+    check = 1
+    for value in values:
+        top = check >> 25
+        check = (check & 0x1FFFFFF) << 5 ^ value
+        for i, generator in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+            check ^= generator if (top >> i) & 1 else 0
+    return check in (1, 0x2BC830A3)  # bech32 (segwit v0) and bech32m (v1+)
+
+
+def _is_reportable_domain(domain: str, tld: str, page_host: str, topics: Topics) -> bool:
+    if tld not in KNOWN_TLDS or len(domain.split(".")[0]) < 2:
+        return False
+    if page_host and (domain == page_host or page_host.endswith("." + domain)
+                      or domain.endswith("." + page_host)):  # fmt: skip
+        return False
+    return not any(domain == g or domain.endswith("." + g) for g in topics.generic_domains)
+
+
+# --- the item pipeline -----------------------------------------------------------------------
+
+
+class RelevancePipeline:
+    """Scores each extracted article against every topic; relevant ones give their indicators.
+
+    Settings: ``RELEVANCE_TOPICS`` (the topics file; empty: ``NKWATCH_TOPICS``, then
+    ``./topics.toml``, then the shipped file). Failed extractions pass through untouched; the
+    store drops the text of articles that pass no topic.
+    """
+
+    def __init__(self, topics: Topics, stats=None) -> None:
+        self.topics = topics
+        self.stats = stats
+
+    @classmethod
+    def from_crawler(cls, crawler):
+        topics = load_topics(crawler.settings.get("RELEVANCE_TOPICS") or None)
+        return cls(topics, crawler.stats)
+
+    def process_item(self, item, spider=None):
+        if item.status != "ok":
+            return item
+        scores = score_article(item.title, item.text, item.language, self.topics)
+        item.topic_scores = [
+            {"topic": s.topic, "score": s.score, "passed": s.passed, "evidence": s.evidence}
+            for s in scores
+        ]
+        item.relevant = any(s.passed for s in scores)
+        item.indicators = (
+            extract_indicators(
+                item.title,
+                item.text,
+                page_url=item.response_url or item.url,
+                language=item.language,
+                topics=self.topics,
+            )  # fmt: skip
+            if item.relevant
+            else []
+        )
+        if self.stats is not None:
+            self.stats.inc_value("nkwatch/relevant" if item.relevant else "nkwatch/offtopic")
+            for score in scores:
+                if score.passed:
+                    self.stats.inc_value(f"nkwatch/topic/{score.topic}")
+        return item
