@@ -63,8 +63,8 @@ def _filter_options(function):
         click.option("--source", "sources", multiple=True, help="From this source (repeatable)."),
         click.option("--lang", "languages", multiple=True, help="In this language code, e.g. en, ko, ja, zh (repeatable)."),
         click.option("--min-score", type=float, help="A topic score (of --topic, if given) at least X."),
-        click.option("--status", "statuses", multiple=True, type=click.Choice([*STATUSES, "all"]),
-                     help="Article status to include (repeatable; default ok)."),
+        click.option("--status", "statuses", multiple=True,
+                     help=f"Article status to include: {', '.join(STATUSES)} or all (repeatable; default ok)."),
     ]  # fmt: skip
     for option in reversed(options):
         function = option(function)
@@ -119,14 +119,15 @@ def _fail_politely(function):
 @click.option(
     "--consumer", help="Export only what this consumer has not had; move its cursor after."
 )
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write to FILE (complete or not at all); default standard output.")  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path),
+              help="Write to FILE (complete or not at all); default (or -) standard output.")  # fmt: skip
 @click.option("--bom", is_flag=True, help="CSV: start with a UTF-8 BOM so Excel reads UTF-8.")
 @_fail_politely
 def export_command(db: str, fmt: str, per: str | None, consumer: str | None, out: Path | None,
                    bom: bool, **filter_params: Any) -> None:  # fmt: skip
     """Export articles or stories as JSONL, CSV, Parquet or Atom, with provenance."""
     per = per or ("story" if fmt == "atom" else "article")
+    out = None if out is not None and str(out) == "-" else out
     if fmt == "parquet" and out is None:
         raise click.ClickException("Parquet is binary: give --out FILE.parquet")
     corpus = _open(db, write=consumer is not None)
@@ -248,6 +249,7 @@ def _plot(rows: list[dict], path: Path, by: str) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise click.ClickException("--plot needs matplotlib: pip install matplotlib") from None
     days = sorted({row["day"] for row in rows})
@@ -261,6 +263,7 @@ def _plot(rows: list[dict], path: Path, by: str) -> None:
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     axes.set_title(f"New relevant stories per day by topic ({by})")
     axes.set_ylabel("stories")
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     axes.tick_params(axis="x", labelrotation=90, labelsize=7)
     if topics:
         axes.legend(fontsize=8)
@@ -336,15 +339,21 @@ def serve_command(db: str, metadata_out: Path | None, port: int) -> None:
         click.echo(f"Datasette metadata written to {metadata_out}", err=True)
         return
     _open(db)
+    if shutil.which("datasette") is None:
+        metadata_file = f"{Path(db).stem}-metadata.json"
+        click.echo("Datasette is not installed. To browse the corpus:\n"
+                   "  pip install datasette\n"
+                   f"  nkwatch serve --db {db} --metadata {metadata_file}\n"
+                   f"  datasette serve {db} --metadata {metadata_file} --port {port}")  # fmt: skip
+        return
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as file:
         file.write(text)
     command = ["datasette", "serve", db, "--metadata", file.name, "--port", str(port)]
-    if shutil.which("datasette") is None:
-        click.echo("Datasette is not installed: pip install datasette, then run\n  "
-                   + " ".join(command))  # fmt: skip
-        return
     click.echo(" ".join(command), err=True)
-    sys.exit(subprocess.call(command))
+    try:
+        sys.exit(subprocess.call(command))
+    finally:
+        Path(file.name).unlink(missing_ok=True)
 
 
 COMMANDS = [export_command, search_command, stats_command, serve_command]
