@@ -27,6 +27,10 @@ EXTRACT_WORKERS = None  # worker processes for extraction; None: one per CPU cor
 EXTRACT_MIN_WORDS = 20  # a body shorter than this is a failed extraction, not an article
 EXTRACT_FAVOR = "balanced"  # "precision" | "recall" | "balanced" (trafilatura's knobs)
 
+BOILERPLATE_ENABLED = True
+BOILERPLATE_MIN_PAGES = 4  # a line is a site's furniture only if on this many distinct pages
+BOILERPLATE_MIN_SHARE = 0.3  # ...and on this share of the site's pages
+
 RELEVANCE_TOPICS = ""  # topics TOML; empty: NKWATCH_TOPICS, then ./topics.toml, then shipped
 
 STORE_BATCH_SIZE = 50  # rows per transaction; a killed crawl loses at most one batch
@@ -69,6 +73,7 @@ DOWNLOADER_MIDDLEWARES = {
 }
 ITEM_PIPELINES = {
     "pipelines.extract.ExtractPipeline": 100,
+    "pipelines.boilerplate.BoilerplatePipeline": 150,  # before relevance/dedupe: clean text
     "pipelines.relevance.RelevancePipeline": 300,
     "pipelines.dedupe.DedupePipeline": 500,
     "pipelines.store.StorePipeline": 900,

@@ -134,7 +134,63 @@ def _m001_core(db: sqlite_utils.Database) -> None:
     db["articles"].enable_fts(["title", "text"], create_triggers=True, tokenize="unicode61")
 
 
-MIGRATIONS: list[Migration] = [_m001_core]
+def _m_dedupe_lsh(db: sqlite_utils.Database) -> None:
+    """LSH buckets clustered on their key (WITHOUT ROWID): a probe reads one b-tree and the index
+    is stored once, not twice; signatures record trust and how each article joined its story."""
+    db.execute(
+        "CREATE TABLE dedupe_buckets_clustered (band INTEGER NOT NULL, bucket INTEGER NOT NULL, "
+        "article_id INTEGER NOT NULL, PRIMARY KEY (band, bucket, article_id)) WITHOUT ROWID"
+    )
+    db.execute(
+        "INSERT OR IGNORE INTO dedupe_buckets_clustered SELECT band, bucket, article_id "
+        "FROM dedupe_buckets WHERE band IS NOT NULL AND bucket IS NOT NULL"
+    )
+    db.execute("DROP TABLE dedupe_buckets")
+    db.execute("ALTER TABLE dedupe_buckets_clustered RENAME TO dedupe_buckets")
+    db["dedupe_signatures"].add_column("source_trust", float)
+    db["dedupe_signatures"].add_column("matched_by", str)  # first | url | exact | near
+    db["dedupe_signatures"].add_column("similarity", float)
+    db["stories"].create_index(["first_published_at"])
+    db["stories"].create_index(["sightings"])
+    # Linking an article to its story updates articles.story_id; the FTS update trigger must
+    # not re-index title and text for that (it cost more than the whole dedupe step).
+    trigger = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'articles_au'"
+    ).fetchone()
+    if trigger and 'AFTER UPDATE ON "articles"' in trigger[0]:
+        db.execute("DROP TRIGGER articles_au")
+        db.execute(trigger[0].replace('AFTER UPDATE ON "articles"',
+                                      'AFTER UPDATE OF "title", "text" ON "articles"'))  # fmt: skip
+
+
+def _m_extract_boilerplate(db: sqlite_utils.Database) -> None:
+    """Per-site boilerplate learning (``pipelines.boilerplate``): line counts and site sizes."""
+    db["site_boilerplate"].create(
+        {"site": str, "line_hash": str, "line": str, "pages_seen": int},
+        pk=("site", "line_hash"),
+    )
+    db["site_profiles"].create(
+        {"site": str, "pages": int, "median_words": float, "updated_at": str}, pk="site"
+    )
+
+
+def _m_schedules_daemon(db: sqlite_utils.Database) -> None:
+    """The daemon's schedule per source: the adaptive polling factor survives restarts, and
+    ``nkwatch status`` reads the next run from here (NULL while no daemon schedules it)."""
+    db["source_schedule"].create(
+        {"source": str, "poll_factor": float, "interval_seconds": float, "next_run_at": str,
+         "updated_at": str},
+        pk="source",
+    )  # fmt: skip
+    db["runs"].create_index(["status"])
+
+
+MIGRATIONS: list[Migration] = [
+    _m001_core,
+    _m_dedupe_lsh,
+    _m_extract_boilerplate,
+    _m_schedules_daemon,
+]
 
 
 def migrate(db: sqlite_utils.Database) -> int:

@@ -64,4 +64,4 @@ def decode_html(body: bytes, encoding: str | None = None) -> str:
 
 
 def _has_non_ascii(body: bytes) -> bool:
-    return any(b > 0x7F for b in body[:200_000])
+    return not body.isascii()

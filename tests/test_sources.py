@@ -166,7 +166,7 @@ def test_private_and_metadata_addresses_are_refused_before_connecting(url):
     crawler = get_crawler()
     crawler._apply_settings()  # builds the stats collector, as a starting crawl does
     guard = AddressGuardMiddleware.from_crawler(crawler)
-    with pytest.raises(IgnoreRequest, match="private, loopback or metadata"):
+    with pytest.raises(IgnoreRequest, match="private, loopback or metadata|cloud metadata"):
         guard.process_request(Request(url, meta={"nkwatch_role": "article"}))
     assert crawler.stats.get_value("nkwatch/requests_refused_private") == 1
 

@@ -242,16 +242,28 @@ def health(enabled: bool, state: dict) -> str:
 
 
 def _rate(state: dict) -> float:
-    total = state.get("articles_total") or 0
-    return round((state.get("extraction_failures") or 0) / total, 3) if total else 0.0
+    return state.get("extraction_problem_rate") or 0.0
 
 
 def _states(db: str) -> dict[str, dict]:
+    """Saved crawl state per source, with the share of its articles whose extraction is suspect."""
     if not Path(db).exists():
         return {}
     from pipelines.corpus import open_corpus, source_states
 
-    return source_states(open_corpus(db, readonly=True))
+    corpus = open_corpus(db, readonly=True)
+    states = source_states(corpus)
+    for row in corpus.query(EXTRACTION_HEALTH):
+        states.setdefault(row["source"], {})["extraction_problem_rate"] = round(row["rate"], 3)
+    return states
+
+
+# An article counts against its source's extraction health when extraction failed, or left
+# copyright-like chrome, or gave far less text than the site's usual.
+EXTRACTION_HEALTH = (
+    "SELECT source, avg(status = 'failed' OR flags LIKE '%chrome-suspected%' "
+    "OR flags LIKE '%short-for-site%') AS rate FROM articles GROUP BY source"
+)
 
 
 @sources.command("check")

@@ -32,7 +32,7 @@ class SitemapEntry:
         return self.published_at or self.lastmod
 
     def hints(self) -> dict:
-        return {"title": self.title, "published_at": self.published_at,
+        return {"title": self.title, "sitemap_published_at": self.published_at,
                 "language": self.language}  # fmt: skip
 
 
