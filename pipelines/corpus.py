@@ -225,11 +225,16 @@ def open_corpus(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Dat
 
 
 def knows_url(db: sqlite_utils.Database, key: str) -> bool:
-    """Has an article with this url_key (requested or canonical) been stored already?"""
+    """Has this url_key been stored, or named as rel=canonical by a page of the same site?
+
+    A page on another site naming it (syndication) does not count: the original must still
+    be fetched, to represent its story.
+    """
+    site = "/".join(key.split("/", 3)[:3]) + "/"
     row = db.execute(
         "SELECT 1 FROM articles WHERE url = ? UNION ALL "
-        "SELECT 1 FROM articles WHERE canonical_url = ? LIMIT 1",
-        [key, key],
+        "SELECT 1 FROM articles WHERE canonical_url = ? AND substr(url, 1, ?) = ? LIMIT 1",
+        [key, key, len(site), site],
     ).fetchone()
     return row is not None
 
