@@ -83,8 +83,13 @@ class SourceHealth:
         self.stats.inc_value("nkwatch/articles_failed")
         logger.warning("article failed: %s: %s", url, reason)
 
-    def save(self) -> None:
-        """Write each source's state; called once the store has committed the crawl's rows."""
+    def save(self, finished: bool = True) -> None:
+        """Write each source's state; called once the store has committed the crawl's rows.
+
+        Validators (ETag, Last-Modified) are kept only from a crawl that finished and fetched
+        every article the source listed: otherwise the next crawl would get "304 Not Modified"
+        and never retry what this one missed.
+        """
         db = shared_corpus(self.crawler)
         now = utc_now()
         with db.conn:
@@ -105,7 +110,9 @@ class SourceHealth:
                     state["last_error"] = run.error
                 else:
                     state.update(last_success_at=now, consecutive_failures=0, last_error=None)
-                    if not run.not_modified:
+                    if not finished or run.article_failures:
+                        state.update(etag=None, last_modified=None)
+                    elif not run.not_modified:
                         state.update(etag=run.etag, last_modified=run.last_modified)
                 db["sources_state"].upsert(state, pk="source")
                 for url, reason in run.article_failures:

@@ -14,6 +14,17 @@ from scrapy.exceptions import IgnoreRequest
 from crawler.addresses import is_metadata_host, is_public_host
 from pipelines.corpus import knows_url, shared_corpus
 
+GIVE_UP_AFTER = 3  # crawls in a row answering 4xx before an article URL is no longer tried
+
+
+def given_up(db, url: str) -> bool:
+    """A URL that answered 404/410/403... in several crawls is gone; stop asking for it."""
+    row = db.execute(
+        "SELECT 1 FROM fetch_failures WHERE url = ? AND attempts >= ? AND reason LIKE 'HTTP 4%'",
+        [url, GIVE_UP_AFTER],
+    ).fetchone()
+    return row is not None
+
 
 class SeenUrlMiddleware:
     """Drops an article request whose URL (in ``url_key`` form) is already in the corpus.
@@ -32,9 +43,13 @@ class SeenUrlMiddleware:
         if request.meta.get("nkwatch_role") != "article":
             return None
         key = request.meta.get("nkwatch_key")
-        if key and knows_url(shared_corpus(self.crawler), key):
+        db = shared_corpus(self.crawler)
+        if key and knows_url(db, key):
             self.crawler.stats.inc_value("nkwatch/articles_already_stored")
             raise IgnoreRequest(f"already stored: {request.url}")
+        if given_up(db, request.url):
+            self.crawler.stats.inc_value("nkwatch/articles_given_up")
+            raise IgnoreRequest(f"given up: {request.url} failed {GIVE_UP_AFTER} times with 4xx")
         return None
 
 

@@ -190,3 +190,18 @@ def test_sources_file_errors_name_the_file_and_the_problem(tmp_path):
     shipped = {s.language for s in load_sources()}
     assert {"en", "ko", "ja"} <= shipped
     assert Source(name="ok-name", url="https://a.example/").validate() is None
+
+
+def test_a_failed_article_is_retried_next_crawl_and_given_up_after_three(fresh_demo_web, tmp_path):
+    web = fresh_demo_web
+    sources_file = save_sources(web.sources(kinds=("atom",)), tmp_path / "sources.toml")
+    db = tmp_path / "c.db"
+    key = "tokyo-report/typhoon-15-approaches-kanto"
+    web.gone.add(key)
+    path = web.article(key).path
+    for _ in range(4):
+        crawl(db, sources_file)
+    asked = [p for p in web.article_requests() if p == path]
+    assert len(asked) == 3, "retried while failing, then given up after three 4xx answers"
+    # the feed was never answered 304 while one of its entries kept failing
+    assert not query(db, "SELECT etag FROM sources_state WHERE etag IS NOT NULL")

@@ -118,7 +118,7 @@ class SourceSpider(scrapy.Spider):
         self.health.failed_source(request.meta["nkwatch_source"], describe_failure(failure))
 
     def closed(self, reason: str) -> None:
-        self.health.save()
+        self.health.save(finished=reason == "finished")
 
 
 def describe_failure(failure: Failure) -> str:
