@@ -10,6 +10,7 @@ Each way crawls the demo web into a fresh corpus; the script prints wall time, f
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -28,18 +29,22 @@ def crawl_children(db: Path, sources: Path, batches: list[list[str]], parallel: 
         [*CRAWL, "--db", str(db), "--sources", str(sources), *[f"--source={n}" for n in batch]]
         for batch in batches
     ]
-    if parallel:
-        children = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                    for c in commands]  # fmt: skip
-        outputs = [(child.wait(), child.stderr.read()) for child in children]
+    if parallel:  # output to files: a child blocked on a full pipe would look like a hang
+        logs = [tempfile.TemporaryFile() for _ in commands]
+        children = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=log)
+                    for c, log in zip(commands, logs, strict=True)]  # fmt: skip
+        outputs = []
+        for child, log in zip(children, logs, strict=True):
+            code = child.wait()
+            log.seek(0)
+            outputs.append((code, log.read().decode("utf-8", "replace")))
+            log.close()
     else:
         outputs = []
         for command in commands:
             done = subprocess.run(command, capture_output=True, text=True)
             outputs.append((done.returncode, done.stderr))
     seconds = time.monotonic() - started
-    import sqlite3
-
     conn = sqlite3.connect(db)
     rows, distinct = conn.execute(
         "SELECT COUNT(*), COUNT(DISTINCT response_url) FROM articles"

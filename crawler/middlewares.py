@@ -14,6 +14,11 @@ from scrapy.exceptions import IgnoreRequest
 from crawler.addresses import is_metadata_host, is_public_host
 from pipelines.corpus import knows_url, shared_corpus
 
+
+class SkippedRequest(IgnoreRequest):
+    """A request not sent on purpose (already stored, given up): not a failure of the source."""
+
+
 GIVE_UP_AFTER = 3  # crawls in a row answering 4xx before an article URL is no longer tried
 
 
@@ -46,10 +51,10 @@ class SeenUrlMiddleware:
         db = shared_corpus(self.crawler)
         if key and knows_url(db, key):
             self.crawler.stats.inc_value("nkwatch/articles_already_stored")
-            raise IgnoreRequest(f"already stored: {request.url}")
+            raise SkippedRequest(f"already stored: {request.url}")
         if given_up(db, request.url):
             self.crawler.stats.inc_value("nkwatch/articles_given_up")
-            raise IgnoreRequest(f"given up: {request.url} failed {GIVE_UP_AFTER} times with 4xx")
+            raise SkippedRequest(f"given up: {request.url} failed {GIVE_UP_AFTER} times with 4xx")
         return None
 
 

@@ -22,6 +22,7 @@ NKWATCH_MAX_ENTRIES_PER_FEED = 500  # a feed listing more is cut, newest first
 NKWATCH_ALLOW_PRIVATE_HOSTS = False  # sources may opt in with allow_private = true
 NKWATCH_PROGRESS_SECONDS = 10.0  # a progress line this often during a crawl
 NKWATCH_LOG_SUMMARY = True  # log the closing summary (the CLI prints it itself)
+NKWATCH_RUN_ID = 0  # the daemon's runs row this crawl fills in (0: the crawl inserts its own)
 
 EXTRACT_WORKERS = None  # worker processes for extraction; None: one per CPU core, 0: inline
 EXTRACT_MIN_WORDS = 20  # a body shorter than this is a failed extraction, not an article

@@ -95,10 +95,14 @@ def test_second_crawl_fetches_no_article_and_then_exactly_the_new_one(fresh_demo
 
     second = crawl(db, sources_file)
     assert len(web.article_requests()) == before, "an unchanged web was re-downloaded"
+    assert "failures:            0" in second.stdout, "skipping stored articles is no failure"
     feeds = sum(1 for s in web.sources() if s.kind in ("rss", "atom", "news-sitemap"))
     assert re.search(rf"{feeds} not modified", second.stdout), second.stdout
     assert len(query(db, "SELECT id FROM articles")) == stored
 
+    third = crawl(db, sources_file)
+    assert re.search(rf"{feeds} not modified", third.stdout), "validators kept across crawls"
+    assert not query(db, "SELECT url FROM fetch_failures")
     article = web.publish("seoul-herald/startups-warned-over-fake-remote-developers")
     crawl(db, sources_file)
     new_requests = web.article_requests()[before:]

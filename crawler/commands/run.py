@@ -137,6 +137,12 @@ def _export_hook(ctx: click.Context, consumer: str | None, out: str | None,
             "no scheduled export: this nkwatch has no `export --consumer --out` command"
         )
         return None
+    try:
+        out.format(run_id=0)
+    except (KeyError, IndexError, ValueError):
+        raise click.ClickException(
+            f"--export-out {out!r}: the only placeholder is {{run_id}} (double other braces)"
+        ) from None
     return ExportHook(consumer=consumer, out=out, fmt=fmt)
 
 

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 
 from crawler.health import SourceHealth
 from crawler.items import ArticleItem
+from crawler.middlewares import SkippedRequest
 from crawler.sources import Source, SourcesError, load_sources
 from crawler.urls import clean_url, is_fetchable, url_key
 from pipelines.corpus import utc_now
@@ -108,6 +109,8 @@ class SourceSpider(scrapy.Spider):
         )
 
     def article_failed(self, failure: Failure) -> None:
+        if failure.check(SkippedRequest):
+            return
         request = failure.request
         self.health.failed_article(
             request.meta["nkwatch_source"], request.url, describe_failure(failure)
