@@ -149,3 +149,17 @@ def test_unknown_source_is_a_one_line_error(demo_sources, tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "unknown source 'nope'" in result.stderr
+
+
+def test_every_command_is_documented_in_the_readme():
+    from crawler.cli import main
+
+    readme = (REPO / "README.md").read_text("utf-8")
+    missing = []
+    for name, command in main.commands.items():
+        subcommands = getattr(command, "commands", {}) or {"": None}
+        for sub in subcommands:
+            usage = f"nkwatch {name} {sub}".strip()
+            if f"`{usage}" not in readme:
+                missing.append(usage)
+    assert not missing, f"commands missing from README.md: {missing}"
