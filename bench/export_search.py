@@ -31,7 +31,7 @@ def build(demo: Path, target: Path, copies: int) -> int:
     rows = list(source.query("SELECT * FROM articles WHERE status = 'ok'"))
     target.unlink(missing_ok=True)
     db = open_corpus(target)
-    with db.conn:
+    with db.atomic():
         for copy in range(copies):
             for row in rows:
                 article = {**row, "id": None, "url": f"{row['url']}#{copy}", "story_id": None}

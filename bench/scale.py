@@ -73,7 +73,7 @@ def fill(db_path: Path, count: int, seed: int = 7) -> float:
             signatures.append((article_id, signature.to_bytes(), 1.0, "first"))
             buckets += [(band, bucket, article_id) for band, bucket in signature.buckets()]
         buckets.sort()
-        with db.conn:
+        with db.atomic():
             db.conn.executemany(
                 "INSERT INTO articles (id, url, response_url, canonical_url, source, fetched_at, "
                 "http_status, status, title, authors, published_at, language, text, word_count, "

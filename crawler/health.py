@@ -92,7 +92,7 @@ class SourceHealth:
         """
         db = shared_corpus(self.crawler)
         now = utc_now()
-        with db.conn:
+        with db.atomic():
             for name, run in self.runs.items():
                 previous = _row(db, name)
                 stored = self.stats.get_value(f"nkwatch/stored/{name}", 0)

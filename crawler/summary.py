@@ -97,7 +97,7 @@ class CrawlSummary:
         self.started = time.monotonic()
         db = shared_corpus(self.crawler)
         self.run_id = self.crawler.settings.getint("NKWATCH_RUN_ID", 0) or None
-        with db.conn:
+        with db.atomic():
             if self.run_id is not None:  # the daemon's row for this crawl: fill it in
                 cursor = db.execute(
                     "UPDATE runs SET pid = ? WHERE id = ? AND status = 'running'",
@@ -132,7 +132,7 @@ class CrawlSummary:
         self.totals = CrawlTotals.from_stats(stats, time.monotonic() - self.started)
         status = "ok" if reason == "finished" else "failed"
         db = shared_corpus(self.crawler)
-        with db.conn:
+        with db.atomic():
             db["runs"].update(
                 self.run_id,
                 {

@@ -154,7 +154,7 @@ class SiteBoilerplates:
     def save(self, db: sqlite_utils.Database) -> None:
         """Replace each known site's counts in the corpus, in one transaction."""
         now = utc_now()
-        with db.conn:
+        with db.atomic():
             for name, site in sorted(self.sites.items()):
                 db.execute("DELETE FROM site_boilerplate WHERE site = ?", [name])
                 db.execute(

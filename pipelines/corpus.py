@@ -197,7 +197,7 @@ def migrate(db: sqlite_utils.Database) -> int:
     """Apply the migrations this file has not had yet; returns the schema version."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
     for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-        with db.conn:
+        with db.atomic():
             step(db)
             db.execute(f"PRAGMA user_version = {number}")
     return len(MIGRATIONS)

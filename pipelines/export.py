@@ -150,7 +150,7 @@ def consumer_cursor(db: sqlite_utils.Database, consumer: str) -> int:
 
 
 def save_consumer_cursor(db: sqlite_utils.Database, consumer: str, last_article_id: int) -> None:
-    with db.conn:
+    with db.atomic():
         db.execute(
             "INSERT INTO export_cursors (consumer, last_article_id, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT(consumer) DO UPDATE SET last_article_id = excluded.last_article_id, "

@@ -82,59 +82,68 @@ class StorePipeline:
         self.last_flush = time.monotonic()
         if not items:
             return
-        with self.db.conn:
+        with self.db.atomic():
             for item in items:
                 self._write(item)
         self.stats.inc_value("nkwatch/store_batches")
 
     def _write(self, item) -> None:
-        keep_text = item.status == "ok" and (item.relevant or self.keep_offtopic_text)
-        status = item.status if item.status != "ok" or keep_text else "offtopic"
-        row = {
-            **{column: getattr(item, column, None) for column in ARTICLE_COLUMNS},
-            "status": status,
-            "authors": json.dumps(item.authors, ensure_ascii=False),
-            "flags": json.dumps(
-                item.flags + ([f"failed: {item.failure_reason}"] if item.failure_reason else []),
-                ensure_ascii=False,
-            ),
-            "text": item.text if keep_text else None,
-            "comments": item.comments if keep_text else None,
-            "relevant": int(bool(item.relevant)),
-        }
-        cursor = self.db.execute(INSERT_ARTICLE, [row[c] for c in ARTICLE_COLUMNS])
-        if cursor.rowcount == 0:
-            self.stats.inc_value("nkwatch/store_already_present")
-            return
-        article_id = cursor.lastrowid
-        self.stats.inc_value("nkwatch/stored")
-        self.stats.inc_value(f"nkwatch/stored/{item.source}")
-        if status == "failed":
-            self.stats.inc_value("nkwatch/stored_failed")
-        elif status == "ok" and item.relevant:
-            self.stats.inc_value("nkwatch/stored_relevant")
-        if self.keep_raw and item.body:
-            self.db.execute(
-                "INSERT INTO raw_pages (article_id, html_gz, encoding, content_type) "
-                "VALUES (?, ?, ?, ?)",
-                [article_id, gzip.compress(item.body, 6), item.encoding, "text/html"],
-            )
-        for score in item.topic_scores:
-            if score["passed"]:
-                self.stats.inc_value(f"nkwatch/relevant/{score['topic']}")
-            self.db.execute(
-                "INSERT INTO topic_scores (article_id, topic, score, passed, evidence) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [article_id, score["topic"], score["score"], int(score["passed"]),
-                 json.dumps(score.get("evidence", []), ensure_ascii=False)],
-            )  # fmt: skip
-        for indicator in item.indicators:
-            self.db.execute(
-                "INSERT INTO indicators (article_id, kind, value, context) VALUES (?, ?, ?, ?)",
-                [article_id, indicator["kind"], indicator["value"], indicator.get("context")],
-            )
-        if status == "ok":
-            story_id, new_story = assign_story(self.db, article_id, item)
-            if new_story:
-                self.stats.inc_value("nkwatch/new_stories")
-        self.db.execute("DELETE FROM fetch_failures WHERE url = ?", [item.response_url])
+        write_item(self.db, item, self.stats, keep_raw=self.keep_raw,
+                   keep_offtopic_text=self.keep_offtopic_text)  # fmt: skip
+
+
+def write_item(db, item, stats, *, keep_raw: bool = True, keep_offtopic_text: bool = False) -> bool:
+    """Insert one finished item (article, raw page, scores, indicators, story) in the caller's
+    transaction; the single-machine store and the distributed writer both write through here.
+    Returns False when the URL was already stored (nothing written)."""
+    keep_text = item.status == "ok" and (item.relevant or keep_offtopic_text)
+    status = item.status if item.status != "ok" or keep_text else "offtopic"
+    row = {
+        **{column: getattr(item, column, None) for column in ARTICLE_COLUMNS},
+        "status": status,
+        "authors": json.dumps(item.authors, ensure_ascii=False),
+        "flags": json.dumps(
+            item.flags + ([f"failed: {item.failure_reason}"] if item.failure_reason else []),
+            ensure_ascii=False,
+        ),
+        "text": item.text if keep_text else None,
+        "comments": item.comments if keep_text else None,
+        "relevant": int(bool(item.relevant)),
+    }
+    cursor = db.execute(INSERT_ARTICLE, [row[c] for c in ARTICLE_COLUMNS])
+    if cursor.rowcount == 0:
+        stats.inc_value("nkwatch/store_already_present")
+        return False
+    article_id = cursor.lastrowid
+    stats.inc_value("nkwatch/stored")
+    stats.inc_value(f"nkwatch/stored/{item.source}")
+    if status == "failed":
+        stats.inc_value("nkwatch/stored_failed")
+    elif status == "ok" and item.relevant:
+        stats.inc_value("nkwatch/stored_relevant")
+    if keep_raw and item.body:
+        db.execute(
+            "INSERT INTO raw_pages (article_id, html_gz, encoding, content_type) "
+            "VALUES (?, ?, ?, ?)",
+            [article_id, item.raw_gz or gzip.compress(item.body, 1), item.encoding, "text/html"],
+        )
+    for score in item.topic_scores:
+        if score["passed"]:
+            stats.inc_value(f"nkwatch/relevant/{score['topic']}")
+        db.execute(
+            "INSERT INTO topic_scores (article_id, topic, score, passed, evidence) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [article_id, score["topic"], score["score"], int(score["passed"]),
+             json.dumps(score.get("evidence", []), ensure_ascii=False)],
+        )  # fmt: skip
+    for indicator in item.indicators:
+        db.execute(
+            "INSERT INTO indicators (article_id, kind, value, context) VALUES (?, ?, ?, ?)",
+            [article_id, indicator["kind"], indicator["value"], indicator.get("context")],
+        )
+    if status == "ok":
+        story_id, new_story = assign_story(db, article_id, item)
+        if new_story:
+            stats.inc_value("nkwatch/new_stories")
+    db.execute("DELETE FROM fetch_failures WHERE url = ?", [item.response_url])
+    return True

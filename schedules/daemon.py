@@ -73,6 +73,7 @@ class DaemonConfig:
     batch_max: int = 10
     crawl_settings: list[str] = field(default_factory=list)  # KEY=VALUE for every crawl
     export: ExportHook | None = None
+    broker: str | None = None  # redis://...: enqueue crawl jobs for `nkwatch worker` instead
 
 
 @dataclass
@@ -366,6 +367,8 @@ class CrawlDaemon:
                 return
 
     def _crawl_batch(self, names: list[str]) -> CrawlOutcome:
+        if self.config.broker:
+            return self._enqueue_batch(names)
         outcome = run_crawl_child(self.db, self.watch.snapshot, names, self.config.limits,
                                   self.stopping, self.hurry, self.config.crawl_settings)  # fmt: skip
         self.totals.add(outcome)
@@ -380,6 +383,16 @@ class CrawlDaemon:
         if self.config.export and outcome.new_articles and not self.hurry.is_set():
             self._export(outcome.run_id)
         return outcome
+
+    def _enqueue_batch(self, names: list[str]) -> CrawlOutcome:
+        """Distributed mode: workers crawl, the writer stores; the daemon only enqueues."""
+        from schedules.distributed import JobPolicy, enqueue_due
+
+        policy = JobPolicy(crawl_seconds=self.config.limits.timeout_seconds)
+        for name, what in enqueue_due(self.config.broker, names, policy).items():
+            logger.info("%s: %s", name, what)
+        self.skipping.difference_update(names)
+        return CrawlOutcome(run_id=0, sources=list(names), status="ok", reason="queued")
 
     def _reload(self) -> None:
         sources = self.watch.changed()
@@ -480,7 +493,7 @@ class CrawlDaemon:
                          "updated_at": now})  # fmt: skip
         corpus = open_corpus(self.db)
         try:
-            with corpus.conn:
+            with corpus.atomic():
                 corpus.execute("UPDATE source_schedule SET next_run_at = NULL")
                 corpus["source_schedule"].upsert_all(rows, pk="source")
         finally:

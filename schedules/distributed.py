@@ -44,6 +44,7 @@ from pipelines.queue_store import (
     VALIDATORS,
     WRITER_GROUP,
     BrokerError,
+    DistributedExtraMissing,
     connect,
     describe_redis_error,
     is_redis_error,
@@ -338,7 +339,7 @@ def prime_validators(conn, scratch_db: Path, source: str) -> None:
     validators = json.loads(raw) if raw else {}
     db = open_corpus(scratch_db)
     try:
-        with db.conn:
+        with db.atomic():
             db["sources_state"].upsert(
                 {"source": source, "etag": validators.get("etag"),
                  "last_modified": validators.get("last_modified")},
@@ -418,9 +419,11 @@ def run_worker(config: WorkerConfig, *, burst: bool = False, say=print) -> None:
             say(f"worker {config.name}: taking crawl jobs from {config.broker} ({QUEUE_NAME})")
             pause = 1.0
             worker.work(burst=burst, logging_level="WARNING", with_scheduler=False)
-            if burst or worker._stop_requested:
+            if burst or worker._stop_requested or worker._shutdown_requested_date:
                 return
             raise BrokerError(f"broker {config.broker}: connection lost")
+        except DistributedExtraMissing:
+            raise
         except BrokerError as error:
             say(f"worker {config.name}: {error}; retrying in {pause:g} s")
         except ValueError as error:  # RQ: the name is still registered by a worker just gone

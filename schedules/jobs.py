@@ -148,7 +148,7 @@ def _open_run(db: Path, names: list[str]) -> tuple[int, int]:
     try:
         reap_orphaned_runs(corpus)
         before_id = corpus.execute("SELECT COALESCE(MAX(id), 0) FROM articles").fetchone()[0]
-        with corpus.conn:
+        with corpus.atomic():
             cursor = corpus.execute(
                 "INSERT INTO runs (started_at, status, sources) VALUES (?, 'running', ?)",
                 [utc_now(), "sources:" + ",".join(names)],
@@ -161,7 +161,7 @@ def _open_run(db: Path, names: list[str]) -> tuple[int, int]:
 def _set_pid(db: Path, run_id: int, pid: int) -> None:
     corpus = open_corpus(db)
     try:
-        with corpus.conn:
+        with corpus.atomic():
             corpus.execute("UPDATE runs SET pid = ? WHERE id = ? AND pid IS NULL", [pid, run_id])
     finally:
         corpus.close()
@@ -186,7 +186,7 @@ def _settle_run(db: Path, outcome: CrawlOutcome, ended_by: str | None, tail: str
         outcome.requests = row["requests"] or 0
         outcome.new_stories = row["new_stories"] or 0
         outcome.errors = row["errors"] or 0
-        with corpus.conn:
+        with corpus.atomic():
             corpus["runs"].update(
                 outcome.run_id,
                 {"status": outcome.status, "reason": outcome.reason,
@@ -262,7 +262,7 @@ def reap_orphaned_runs(corpus, *, without_pid: bool = False) -> int:
     ]
     if orphans:
         now = utc_now()
-        with corpus.conn:
+        with corpus.atomic():
             for run_id, pid in orphans:
                 corpus.execute(
                     "UPDATE runs SET status = 'failed', ended_at = COALESCE(ended_at, ?),"

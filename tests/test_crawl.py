@@ -31,7 +31,9 @@ def test_demo_command_crawls_everything_and_summarises(tmp_path):
 
 
 def test_every_feed_article_is_stored_once(demo_web, demo_corpus):
-    stored = [row["response_url"] for row in query(demo_corpus, "SELECT response_url FROM articles")]
+    stored = [
+        row["response_url"] for row in query(demo_corpus, "SELECT response_url FROM articles")
+    ]
     assert sorted(stored) == sorted(set(stored)), "an article was stored twice"
     assert set(stored) == feed_article_urls(demo_web)
 
@@ -43,10 +45,18 @@ def stored_article(web, db, key):
 
 
 def test_content_farm_copy_is_stored_without_its_chrome(demo_web, demo_corpus):
-    text = stored_article(demo_web, demo_corpus, "wuhan-lighting/phone-scams-spread-in-north-korea")[
-        "text"
-    ]
-    for chrome in ("全国咨询热线", "020-123456789", "新闻中心", "来源", "更新时间", "Copyright", "sitemap"):
+    text = stored_article(
+        demo_web, demo_corpus, "wuhan-lighting/phone-scams-spread-in-north-korea"
+    )["text"]
+    for chrome in (
+        "全国咨询热线",
+        "020-123456789",
+        "新闻中心",
+        "来源",
+        "更新时间",
+        "Copyright",
+        "sitemap",
+    ):
         assert chrome not in text
     assert text.count("Kim Yo-jong is seen with a mobile phone") == 1
     assert "<strong>" not in text
@@ -55,7 +65,9 @@ def test_content_farm_copy_is_stored_without_its_chrome(demo_web, demo_corpus):
 
 def test_reader_comments_are_kept_apart_from_the_story(demo_web, demo_corpus):
     row = stored_article(
-        demo_web, demo_corpus, "tokyo-report/police-refer-two-men-over-north-korean-it-worker-scheme"
+        demo_web,
+        demo_corpus,
+        "tokyo-report/police-refer-two-men-over-north-korean-it-worker-scheme",
     )
     assert "crowdsourcing website" in row["text"]
     for comment in ("gullible", "due diligence", "sensationalism", "Awareness is key"):
@@ -98,7 +110,9 @@ def test_metadata_is_stored(demo_web, demo_corpus):
     assert json.loads(row["authors"]) == ["Yi Whan-woo"]
     assert row["language"] == "en"
     assert row["site_name"] == "The Seoul Herald"
-    assert row["canonical_url"].endswith("/north-korea/2024/09/phone-scams-spread-in-north-korea.html")
+    assert row["canonical_url"].endswith(
+        "/north-korea/2024/09/phone-scams-spread-in-north-korea.html"
+    )
     assert row["content_hash"] and row["http_status"] == 200
 
 

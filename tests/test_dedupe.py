@@ -48,7 +48,7 @@ def store(db, item: ArticleItem) -> tuple[int, int, bool]:
     DedupePipeline().process_item(item)
     row = {column: getattr(item, column, None) for column in ARTICLE_COLUMNS}
     row.update(status="ok", authors=json.dumps(item.authors), flags="[]", relevant=1)
-    with db.conn:
+    with db.atomic():
         article_id = db.execute(INSERT_ARTICLE, [row[c] for c in ARTICLE_COLUMNS]).lastrowid
         story_id, is_new = assign_story(db, article_id, item)
     return article_id, story_id, is_new

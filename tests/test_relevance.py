@@ -361,7 +361,7 @@ def test_topics_test_refuses_other_schemes_in_one_line():
 def test_indicators_lists_rows_with_their_article(tmp_path):
     db_path = tmp_path / "c.db"
     db = open_corpus(db_path)
-    with db.conn:
+    with db.atomic():
         db["articles"].insert({"id": 1, "url": "http://a/1", "source": "s", "fetched_at": "x",
                                "title": "Laptop farm operator sentenced", "status": "ok"})  # fmt: skip
         db["indicators"].insert_all([

@@ -144,12 +144,18 @@ def test_sources_list_shows_health_and_a_broken_source_its_reason(fresh_demo_web
 
 def test_malformed_empty_and_html_feeds_have_one_line_reasons():
     assert parse_feed(b"", "http://x/").problem == "empty response"
-    assert "HTML page" in parse_feed(b"<!doctype html><html><body>hi</body></html>", "http://x/").problem
+    assert (
+        "HTML page"
+        in parse_feed(b"<!doctype html><html><body>hi</body></html>", "http://x/").problem
+    )
     broken = b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title><item><title>A</title><link>/a/1.html</link></item><item><title>B'
     feed = parse_feed(broken, "http://x.example/feed")
     assert feed.problem is None and feed.warning and "malformed" in feed.warning
     assert feed.entries[0].link == "http://x.example/a/1.html"  # relative link made absolute
-    empty = parse_feed(b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title></channel></rss>', "http://x/")
+    empty = parse_feed(
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>T</title></channel></rss>',
+        "http://x/",
+    )
     assert empty.entries == [] and empty.warning == "feed has no entries"
 
 

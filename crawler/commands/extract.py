@@ -120,7 +120,7 @@ def reextract_corpus(db, source_names: list[str]) -> dict[str, int]:
         items.append((row, item))
     counts = {"pages": len(rows), "updated": 0, "failed": 0, "skipped": 0,
               "sites": len(boilerplates.sites)}  # fmt: skip
-    with db.conn:
+    with db.atomic():
         for row, item in items:
             if row["status"] != "ok":
                 counts["skipped"] += 1

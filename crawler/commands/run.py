@@ -87,11 +87,14 @@ def _sources_option(function):
               default=1.0, show_default=True,
               help="For tests and demos: multiply every interval (0.05: a 1-minute source "
                    "runs every 3 s); also NKWATCH_INTERVAL_SCALE.")  # fmt: skip
+@click.option("--broker", envvar="NKWATCH_BROKER", default=None,
+              help="Redis URL: enqueue crawl jobs for `nkwatch worker` instead of crawling here; "
+                   "also NKWATCH_BROKER.")  # fmt: skip
 @click.pass_context
 def run_command(ctx: click.Context, db: str, sources_file: str | None, crawl_timeout: float,
                 stop_grace: float, once: bool, crawl_settings: tuple[str, ...], batch_max: int,
                 export_consumer: str | None, export_out: str | None, export_format: str | None,
-                reload_seconds: float, interval_scale: float) -> None:  # fmt: skip
+                reload_seconds: float, interval_scale: float, broker: str | None) -> None:  # fmt: skip
     """Crawl every enabled source at its interval until stopped (SIGTERM or Ctrl-C).
 
     One crawl process at a time; overdue sources run at start; the sources file is re-read
@@ -110,6 +113,7 @@ def run_command(ctx: click.Context, db: str, sources_file: str | None, crawl_tim
         batch_max=batch_max,
         crawl_settings=list(crawl_settings),
         export=_export_hook(ctx, export_consumer, export_out, export_format),
+        broker=broker,
     )
     daemon = CrawlDaemon(config)
     daemon.install_signal_handlers()
@@ -188,13 +192,22 @@ def runs_command(db: str, limit: int, as_json: bool) -> None:
 @_db_option
 @_sources_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status_command(db: str, sources_file: str | None, as_json: bool) -> None:
+@click.option("--broker", envvar="NKWATCH_BROKER", default=None,
+              help="Redis URL: also show queue depth, workers, leases, writer lag.")  # fmt: skip
+def status_command(db: str, sources_file: str | None, as_json: bool, broker: str | None) -> None:
     """Is a daemon running on the corpus; each source's last and next crawl; recent failures."""
     report = daemon_report(db, sources_file)
+    if broker:
+        from schedules.distributed import describe_status, status_figures
+
+        report["broker"] = status_figures(broker)
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
         return
     click.echo(describe_daemon(report))
+    if broker:
+        for line in describe_status(report["broker"]):
+            click.echo(line)
     if report["sources_note"]:
         click.echo(f"Note: {report['sources_note']}")
     click.echo(f"\n{'source':30}  {'every':>8}  {'last crawl (UTC)':20}  {'next run (UTC)':20}  "
