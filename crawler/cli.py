@@ -160,7 +160,10 @@ def _register_area_commands() -> None:
         main.add_command(command)
 
 
-_register_area_commands()
+# A worker process of a crawl started as ``python -m crawler.cli`` re-imports this module as
+# ``__mp_main__``; it runs no command, so it skips importing every area's command modules.
+if __name__ != "__mp_main__":
+    _register_area_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ class ArticleItem:
     http_status: int
     body: bytes = b""
     encoding: str | None = None  # Scrapy's verdict (headers, meta, BOM, detection)
+    raw_gz: bytes = b""  # the body gzipped by an extraction worker, for the store's raw_pages
     source_trust: float = 1.0  # the source's trust: content farms rank below the outlets they copy
     discovered_via: str = ""  # the feed, sitemap or section page that listed it
     hints: dict[str, Any] = field(

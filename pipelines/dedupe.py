@@ -29,7 +29,6 @@ from urllib.parse import urljoin, urlsplit
 
 import numpy as np
 import sqlite_utils
-from datasketch import MinHash
 from xxhash import xxh32_intdigest
 
 from crawler.urls import is_fetchable, url_key
@@ -114,20 +113,36 @@ def shingle(text: str) -> Shingled:
 
 
 @lru_cache(maxsize=2)
-def _permutations(num_perm: int, seed: int):
-    return MinHash(num_perm=num_perm, seed=seed).permutations
+def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The affine permutations ``h -> a*h + b mod 2**32`` (``a`` odd) drawn from ``seed``.
+
+    The same draws, in the same order, as datasketch's ``MinHash(scheme="affine32")``, whose
+    values the stored signatures hold; computing them here keeps datasketch (and the scipy it
+    imports, ~64 MB in every crawl process) out of the crawl.
+    """
+    generator = np.random.RandomState(seed)
+    a = generator.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = generator.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    return a, b
+
+
+def _fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 32-bit finalizer, mixing each input hash once before the permutations."""
+    values = values ^ (values >> np.uint32(16))
+    values = values * np.uint32(0x85EBCA6B)
+    values = values ^ (values >> np.uint32(13))
+    values = values * np.uint32(0xC2B2AE35)
+    return values ^ (values >> np.uint32(16))
 
 
 def _minhash(shingles: list[bytes], num_perm: int, seed: int) -> np.ndarray:
-    sketch = MinHash(
-        num_perm=num_perm,
-        seed=seed,
-        hashfunc=xxh32_intdigest,
-        permutations=_permutations(num_perm, seed),
-        scheme="affine32",
-    )
-    sketch.update_batch(shingles)
-    return sketch.hashvalues.astype("<u4")
+    """MinHash values of a set of shingles: xxh32 of each, mixed, permuted, the minimum kept."""
+    if not shingles:
+        return np.full(num_perm, 0xFFFFFFFF, dtype="<u4")
+    a, b = _permutations(num_perm, seed)
+    hashes = np.fromiter(map(xxh32_intdigest, shingles), dtype=np.uint32, count=len(shingles))
+    permuted = _fmix32(hashes).reshape(-1, 1) * a + b
+    return permuted.min(axis=0).astype("<u4")
 
 
 @dataclass
@@ -235,22 +250,46 @@ def canonical_key(item: Any) -> str | None:
     return item.canonical_url
 
 
+def fingerprints(text: str, with_signature: bool = True) -> tuple[str, bytes]:
+    """An article's content hash and (when asked) its signature bytes, in one call."""
+    return content_hash(text), text_signature(text) if with_signature else b""
+
+
 class DedupePipeline:
     """Fingerprints each extracted article: content hash, MinHash signature, canonical URL key.
 
     CPU only and no database writes: the store links the article to its story (``assign_story``)
-    inside its own transaction. Settings: none (see the module docstring for why).
+    inside its own transaction. In a crawl the fingerprints are computed in the extraction
+    workers (``pipelines.extract.worker_pool``); the signature only for relevant articles, the
+    ones the store keeps the text of (``assign_story`` computes a missing one when it needs it).
+    Settings: none (see the module docstring for why).
     """
+
+    def __init__(self, crawler=None) -> None:
+        self.crawler = crawler
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls()
+        return cls(crawler)
 
     def process_item(self, item, spider=None):
         item.canonical_url = canonical_key(item)
-        if item.status == "ok" and item.text:
-            item.content_hash = content_hash(item.text)
-            item.signature = text_signature(item.text)
+        if item.status != "ok" or not item.text:
+            return item
+        from pipelines.extract import worker_pool
+
+        pool = worker_pool(self.crawler)
+        if pool is None:
+            item.content_hash, item.signature = fingerprints(item.text)
+            return item
+        return self._fingerprint_in_pool(pool, item)
+
+    async def _fingerprint_in_pool(self, pool, item):
+        from pipelines.extract import run_in_pool
+
+        item.content_hash, item.signature = await run_in_pool(
+            pool, fingerprints, item.text, bool(item.relevant)
+        )
         return item
 
 

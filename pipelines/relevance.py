@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
+
 LOCAL_FILE = Path("topics.toml")
 SNIPPET_CHARS = 40
 MAX_EVIDENCE_PER_GROUP = 12  # enough to show why, short enough to store beside every score
@@ -286,26 +288,86 @@ def term_regex(term: Term) -> str:
     return body
 
 
+_GRAM_BITS = 18  # the n-gram presence table of one text: 2**18 slots, a few percent filled
+_GRAM_MASK = np.uint64((1 << _GRAM_BITS) - 1)
+_GRAM_ALWAYS = 1 << _GRAM_BITS  # a slot that is always set: pads the key rows
+_GRAM_KEYS_PER_TERM = 8
+_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+
+
+def _gram_keys(text: str) -> np.ndarray:
+    """Slots of every 1-, 2- and 3-character sequence of ``text`` in the presence table."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    parts = [codes * _MIX[0]]
+    if len(codes) > 1:
+        parts.append(codes[:-1] * _MIX[0] ^ codes[1:] * _MIX[1])
+    if len(codes) > 2:
+        parts.append(codes[:-2] * _MIX[0] ^ codes[1:-1] * _MIX[1] ^ codes[2:] * _MIX[2])
+    return (np.concatenate(parts) >> np.uint64(40)) & _GRAM_MASK
+
+
+def _piece_keys(piece: str) -> list[int]:
+    """Table slots that must be set wherever ``piece`` occurs: its trigrams (or the piece
+    itself when shorter), computed exactly as ``_gram_keys`` computes them for a text."""
+    keys = _gram_keys(piece)
+    width = min(len(piece), 3)
+    # _gram_keys lists unigrams, then bigrams, then trigrams: keep the longest kind only
+    start = sum(max(0, len(piece) - n + 1) for n in range(1, width))
+    return [int(k) for k in keys[start:]]
+
+
+def gram_table(text: str) -> np.ndarray:
+    """Which n-gram slots ``text`` sets: a necessary condition for any substring test."""
+    table = np.zeros(_GRAM_ALWAYS + 1, dtype=bool)
+    if text:
+        table[_gram_keys(text)] = True
+    table[_GRAM_ALWAYS] = True
+    return table
+
+
 class TermMatcher:
     """Finds a list of terms in a text: leftmost, longest, not overlapping.
 
-    One regex per term, tried only when the term's literal start occurs in the text at all (a
+    One regex per term, tried only when the term's literal pieces occur in the text at all (a
     plain substring test): a text holds few of a group's hundred-odd terms, and one large
-    alternation would try every branch at every position.
+    alternation would try every branch at every position. Before that, one vectorised look-up
+    of each term's n-grams in the text's n-gram table rules out most terms at once (an n-gram
+    missing from the text proves the piece is missing; a hash collision only lets one through
+    to the exact test), so the outcome is the substring test's.
     """
 
     def __init__(self, terms: tuple[tuple[str, bool], ...]) -> None:
         self.candidates = []
+        rows: list[list[int]] = []
         for index, (text, case_sensitive) in enumerate(terms):
             pieces = [p if case_sensitive else p.lower() for p in re.split(r"[* ]", text) if p]
             flags = 0 if case_sensitive else re.IGNORECASE
             pattern = re.compile(term_regex(Term(text, 0.0)), flags)
             self.candidates.append((pieces, case_sensitive, pattern, index))
+            keys = sorted({key for piece in pieces for key in _piece_keys(piece)})
+            step = max(1, len(keys) // _GRAM_KEYS_PER_TERM)
+            keys = keys[::step][:_GRAM_KEYS_PER_TERM]
+            rows.append(keys + [_GRAM_ALWAYS] * (_GRAM_KEYS_PER_TERM - len(keys)))
+        self.keys = np.array(rows, dtype=np.intp).reshape(-1, _GRAM_KEYS_PER_TERM)
+        self.case_sensitive = np.array([c[1] for c in self.candidates], dtype=bool)
 
-    def spans(self, text: str, lowered: str) -> list[tuple[int, int, int]]:
-        """(start, end, term index) of every match, overlaps resolved leftmost-longest."""
+    def spans(
+        self, text: str, lowered: str, tables: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> list[tuple[int, int, int]]:
+        """(start, end, term index) of every match, overlaps resolved leftmost-longest.
+
+        ``tables`` are ``gram_table(text)`` and ``gram_table(lowered)`` when the caller keeps
+        them for several matchers.
+        """
+        if tables is None:
+            tables = (gram_table(text), gram_table(lowered))
+        exact, folded = tables
+        possible = np.where(
+            self.case_sensitive, exact[self.keys].all(axis=1), folded[self.keys].all(axis=1)
+        )
         found = []
-        for pieces, case_sensitive, pattern, index in self.candidates:
+        for position in np.flatnonzero(possible):
+            pieces, case_sensitive, pattern, index = self.candidates[position]
             haystack = text if case_sensitive else lowered
             if all(piece in haystack for piece in pieces):
                 found.extend((m.start(), m.end(), index) for m in pattern.finditer(text))
@@ -354,11 +416,14 @@ class _Field:
         self.lowered = self.matchable.lower()  # only asked "is this substring here at all?"
         self.found: dict[int, list[tuple[int, int, int]]] = {}  # matcher id -> its spans here
         self.sentence_ends = [m.end() for m in _SENTENCE_END.finditer(self.matchable)]
+        self.tables: tuple[np.ndarray, np.ndarray] | None = None  # made on first use
 
     def spans(self, matcher: TermMatcher) -> list[tuple[int, int, int]]:
         """The matcher's spans in this field, found once however many groups share it."""
         if id(matcher) not in self.found:
-            self.found[id(matcher)] = matcher.spans(self.matchable, self.lowered)
+            if self.tables is None:
+                self.tables = (gram_table(self.matchable), gram_table(self.lowered))
+            self.found[id(matcher)] = matcher.spans(self.matchable, self.lowered, self.tables)
         return self.found[id(matcher)]
 
     def sentence_of(self, offset: int) -> int:
@@ -545,8 +610,9 @@ def _raw_indicators(text: str, topics: Topics, page_url: str | None):
         if _is_reportable_domain(domain, hit.group(2).lower(), page_host, topics):
             yield "domain", domain, *hit.span()
     lowered = text.lower()
+    tables = (gram_table(text), gram_table(lowered)) if topics.organisations else None
     for organisation in topics.organisations:
-        spans = organisation.matcher.spans(text, lowered)
+        spans = organisation.matcher.spans(text, lowered, tables)
         if spans:
             yield organisation.kind, organisation.name, spans[0][0], spans[0][1]
 
@@ -629,46 +695,76 @@ def _is_reportable_domain(domain: str, tld: str, page_host: str, topics: Topics)
 # --- the item pipeline -----------------------------------------------------------------------
 
 
+def judge_article(
+    title: str | None,
+    text: str | None,
+    language: str | None,
+    page_url: str | None,
+    topics: Topics | str | None,
+) -> tuple[list[dict[str, Any]], bool, list[dict[str, str]]]:
+    """An article's topic scores (as stored), whether it is relevant, and its indicators.
+
+    ``topics`` may be the path setting instead of the parsed topics: a worker process then
+    parses the file once and keeps it (``default_topics``), so only text crosses processes.
+    """
+    if not isinstance(topics, Topics):
+        topics = default_topics(topics)
+    scores = score_article(title, text, language, topics)
+    stored = [
+        {"topic": s.topic, "score": s.score, "passed": s.passed, "evidence": s.evidence}
+        for s in scores
+    ]
+    relevant = any(s.passed for s in scores)
+    indicators = (
+        extract_indicators(title, text, page_url=page_url, language=language, topics=topics)
+        if relevant
+        else []
+    )
+    return stored, relevant, indicators
+
+
 class RelevancePipeline:
     """Scores each extracted article against every topic; relevant ones give their indicators.
 
     Settings: ``RELEVANCE_TOPICS`` (the topics file; empty: ``NKWATCH_TOPICS``, then
     ``./topics.toml``, then the shipped file). Failed extractions pass through untouched; the
-    store drops the text of articles that pass no topic.
+    store drops the text of articles that pass no topic. In a crawl the scoring runs in the
+    extraction workers (``pipelines.extract.worker_pool``), off the reactor thread.
     """
 
-    def __init__(self, topics: Topics, stats=None) -> None:
+    def __init__(self, topics: Topics, stats=None, *, crawler=None, topics_file: str = "") -> None:
         self.topics = topics
         self.stats = stats
+        self.crawler = crawler
+        self.topics_file = topics_file
 
     @classmethod
     def from_crawler(cls, crawler):
-        topics = load_topics(crawler.settings.get("RELEVANCE_TOPICS") or None)
-        return cls(topics, crawler.stats)
+        topics_file = crawler.settings.get("RELEVANCE_TOPICS") or ""
+        topics = load_topics(topics_file or None)
+        return cls(topics, crawler.stats, crawler=crawler, topics_file=topics_file)
 
     def process_item(self, item, spider=None):
         if item.status != "ok":
             return item
-        scores = score_article(item.title, item.text, item.language, self.topics)
-        item.topic_scores = [
-            {"topic": s.topic, "score": s.score, "passed": s.passed, "evidence": s.evidence}
-            for s in scores
-        ]
-        item.relevant = any(s.passed for s in scores)
-        item.indicators = (
-            extract_indicators(
-                item.title,
-                item.text,
-                page_url=item.response_url or item.url,
-                language=item.language,
-                topics=self.topics,
-            )  # fmt: skip
-            if item.relevant
-            else []
-        )
+        from pipelines.extract import worker_pool
+
+        pool = worker_pool(self.crawler)
+        args = (item.title, item.text, item.language, item.response_url or item.url)
+        if pool is None:
+            return self._apply(item, judge_article(*args, self.topics))
+        return self._judge_in_pool(pool, item, args)
+
+    async def _judge_in_pool(self, pool, item, args):
+        from pipelines.extract import run_in_pool
+
+        return self._apply(item, await run_in_pool(pool, judge_article, *args, self.topics_file))
+
+    def _apply(self, item, judged):
+        item.topic_scores, item.relevant, item.indicators = judged
         if self.stats is not None:
             self.stats.inc_value("nkwatch/relevant" if item.relevant else "nkwatch/offtopic")
-            for score in scores:
-                if score.passed:
-                    self.stats.inc_value(f"nkwatch/topic/{score.topic}")
+            for score in item.topic_scores:
+                if score["passed"]:
+                    self.stats.inc_value(f"nkwatch/topic/{score['topic']}")
         return item
