@@ -16,9 +16,8 @@ from pathlib import Path
 import click
 
 from crawler import __version__
+from crawler.commands.options import db_option, sources_option
 from crawler.sources import SourcesError, save_sources
-
-DEFAULT_DB = "nkwatch.db"
 
 
 class NkwatchGroup(click.Group):
@@ -31,28 +30,6 @@ class NkwatchGroup(click.Group):
             if ctx.params.get("debug"):
                 raise
             raise click.ClickException(str(error)) from None
-
-
-def db_option(function):
-    return click.option(
-        "--db",
-        envvar="NKWATCH_DB",
-        default=DEFAULT_DB,
-        show_default=True,
-        type=click.Path(dir_okay=False),
-        help="The corpus (SQLite file); also NKWATCH_DB.",
-    )(function)
-
-
-def sources_option(function):
-    return click.option(
-        "--sources",
-        "sources_file",
-        envvar="NKWATCH_SOURCES",
-        default=None,
-        type=click.Path(dir_okay=False),
-        help="Sources TOML; also NKWATCH_SOURCES. Default ./sources.toml, else the shipped list.",
-    )(function)
 
 
 def parse_overrides(pairs: tuple[str, ...]) -> dict[str, str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from crawler.commands.options import db_option
 from pipelines.corpus import open_corpus
 from pipelines.export import (
     FORMATS,
@@ -39,19 +40,6 @@ from pipelines.queries import (
     search,
     validate_filters,
 )
-
-DEFAULT_DB = "nkwatch.db"  # as crawler.cli's, which this module cannot import (it imports us)
-
-
-def _db_option(function):
-    return click.option(
-        "--db",
-        envvar="NKWATCH_DB",
-        default=DEFAULT_DB,
-        show_default=True,
-        type=click.Path(dir_okay=False),
-        help="The corpus (SQLite file); also NKWATCH_DB.",
-    )(function)
 
 
 def _filter_options(function):
@@ -110,7 +98,7 @@ def _fail_politely(function):
 
 
 @click.command("export")
-@_db_option
+@db_option
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
 @_filter_options
 @click.option("--per", type=click.Choice(["article", "story"]), default=None,
@@ -159,7 +147,7 @@ def export_command(db: str, fmt: str, per: str | None, consumer: str | None, out
 
 @click.command("search")
 @click.argument("query")
-@_db_option
+@db_option
 @_filter_options
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
@@ -194,7 +182,7 @@ def search_command(query: str, db: str, limit: int, as_json: bool, **filter_para
 
 
 @click.command("stats")
-@_db_option
+@db_option
 @click.option("--by", type=click.Choice(["published", "seen"]), default="published", show_default=True,
               help="Date articles and stories by publication or by when nkwatch saw them.")  # fmt: skip
 @click.option("--days", type=click.IntRange(1), default=14, show_default=True,
@@ -323,7 +311,7 @@ def datasette_metadata(database: str) -> dict[str, Any]:
 
 
 @click.command("serve")
-@_db_option
+@db_option
 @click.option("--metadata", "metadata_out", type=click.Path(dir_okay=False, path_type=Path),
               help="Only write the Datasette metadata to FILE.")  # fmt: skip
 @click.option("--port", type=int, default=8001, show_default=True)

@@ -10,28 +10,16 @@ from pathlib import Path
 
 import click
 
+from crawler.commands.options import db_option, sources_option
 from schedules.daemon import CrawlDaemon, DaemonConfig, ExportHook
 from schedules.jobs import CrawlLimits
 from schedules.lock import DaemonLockedError
 from schedules.status import daemon_report, describe_daemon, run_history
 
 
-def _db_option(function):
-    return click.option("--db", envvar="NKWATCH_DB", default="nkwatch.db", show_default=True,
-                        type=click.Path(dir_okay=False),
-                        help="The corpus (SQLite file); also NKWATCH_DB.")(function)  # fmt: skip
-
-
-def _sources_option(function):
-    return click.option("--sources", "sources_file", envvar="NKWATCH_SOURCES", default=None,
-                        type=click.Path(dir_okay=False),
-                        help="Sources TOML; also NKWATCH_SOURCES. Default ./sources.toml, "
-                             "else the shipped list.")(function)  # fmt: skip
-
-
 @click.command("run")
-@_db_option
-@_sources_option
+@db_option
+@sources_option
 @click.option(
     "--crawl-timeout",
     type=click.FloatRange(min=1),
@@ -164,7 +152,7 @@ def _log_to_stderr() -> None:
 
 
 @click.command("runs")
-@_db_option
+@db_option
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 def runs_command(db: str, limit: int, as_json: bool) -> None:
@@ -189,8 +177,8 @@ def runs_command(db: str, limit: int, as_json: bool) -> None:
 
 
 @click.command("status")
-@_db_option
-@_sources_option
+@db_option
+@sources_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.option("--broker", envvar="NKWATCH_BROKER", default=None,
               help="Redis URL: also show queue depth, workers, leases, writer lag.")  # fmt: skip

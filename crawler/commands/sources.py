@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from crawler.commands.options import db_option, sources_option
 from crawler.discovery import (
     Candidate,
     DiscoveryError,
@@ -32,17 +33,6 @@ FAILING_AFTER = 3  # consecutive failed crawls before a source is flagged
 STALE_AFTER_DAYS = 14  # no new article for this long: flagged stale
 
 
-def _sources_option(function):
-    return click.option("--sources", "sources_file", envvar="NKWATCH_SOURCES", default=None,
-                        type=click.Path(dir_okay=False),
-                        help="Sources TOML (default ./sources.toml, else the shipped list).")(function)  # fmt: skip
-
-
-def _db_option(function):
-    return click.option("--db", envvar="NKWATCH_DB", default="nkwatch.db", show_default=True,
-                        type=click.Path(dir_okay=False), help="The corpus (SQLite file).")(function)  # fmt: skip
-
-
 @click.group()
 def sources() -> None:
     """Add, list, remove and check the feeds, sitemaps and section pages being watched."""
@@ -60,7 +50,7 @@ def sources() -> None:
 @click.option("--all", "add_all", is_flag=True, help="Add every discovered feed and sitemap.")
 @click.option("--section", "section_pattern", metavar="REGEX",
               help="Add URL as a section page whose article links match REGEX.")  # fmt: skip
-@_sources_option
+@sources_option
 def add(url: str, name: str | None, interval: int, language: str, pick: int | None,
         add_all: bool, section_pattern: str | None, sources_file: str | None) -> None:  # fmt: skip
     """Add a feed, a sitemap, or a homepage (whose feeds are discovered) as a source."""
@@ -173,7 +163,7 @@ def _choose(candidates: list[Candidate], pick: int | None, add_all: bool) -> lis
 
 @sources.command("remove")
 @click.argument("name")
-@_sources_option
+@sources_option
 def remove(name: str, sources_file: str | None) -> None:
     """Remove a source by name (its stored articles stay in the corpus)."""
     path = sources_path(sources_file)
@@ -190,8 +180,8 @@ def remove(name: str, sources_file: str | None) -> None:
 
 
 @sources.command("list")
-@_sources_option
-@_db_option
+@sources_option
+@db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_sources(sources_file: str | None, db: str, as_json: bool) -> None:
     """List the sources with their health: last success, last new article, failures, last error."""
@@ -268,7 +258,7 @@ EXTRACTION_HEALTH = (
 
 @sources.command("check")
 @click.argument("name_or_url")
-@_sources_option
+@sources_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def check(name_or_url: str, sources_file: str | None, as_json: bool) -> None:
     """Fetch and parse a source (or any feed/sitemap URL) without saving anything."""

@@ -7,19 +7,9 @@ from pathlib import Path
 
 import click
 
+from crawler.commands.options import db_option
 from pipelines.corpus import open_corpus
 from pipelines.dedupe import get_story, list_stories
-
-
-def _db_option(function):
-    return click.option(
-        "--db",
-        envvar="NKWATCH_DB",
-        default="nkwatch.db",
-        show_default=True,
-        type=click.Path(dir_okay=False),
-        help="The corpus (SQLite file); also NKWATCH_DB.",
-    )(function)
 
 
 def _open(db: str):
@@ -37,7 +27,7 @@ def _day(stamp: str | None) -> str:
 
 
 @click.command("stories")
-@_db_option
+@db_option
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @click.option("--min-sightings", default=1, show_default=True, type=click.IntRange(min=1),
               help="Only stories seen at least this many times.")  # fmt: skip
@@ -63,7 +53,7 @@ def stories_command(db: str, limit: int, min_sightings: int, sort: str, as_json:
 
 
 @click.command("story")
-@_db_option
+@db_option
 @click.argument("story_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def story_command(db: str, story_id: int, as_json: bool) -> None:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import click
 
 from crawler import __version__
+from crawler.commands.options import DEFAULT_DB
 from pipelines.corpus import open_corpus
 from pipelines.relevance import (
     Topics,
@@ -27,7 +28,6 @@ from pipelines.relevance import (
     score_article,
 )
 
-DEFAULT_DB = "nkwatch.db"  # as crawler.cli's, which this module cannot import (it imports us)
 FETCH_TIMEOUT = 30
 FETCH_MAX_BYTES = 20 * 1024 * 1024
 HTML_SUFFIXES = (".html", ".htm", ".xhtml", ".shtml")
