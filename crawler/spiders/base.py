@@ -135,8 +135,8 @@ def describe_failure(failure: Failure) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if "Timeout" in name:
         return "timed out"
-    if "DNSLookup" in name:
-        return "DNS lookup failed"
+    if "DNSLookup" in name or "Resolve" in name:
+        return f"DNS lookup failed ({urlsplit(failure.request.url).hostname})"
     if "ConnectionRefused" in name:
         return "connection refused"
     return f"{name}: {text}"[:200] if text else name
