@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from crawler import __version__
-from crawler.commands.options import db_option, sources_option
+from crawler.commands.options import db_option, parse_overrides, sources_option
 from crawler.sources import SourcesError, save_sources
 
 
@@ -30,17 +30,6 @@ class NkwatchGroup(click.Group):
             if ctx.params.get("debug"):
                 raise
             raise click.ClickException(str(error)) from None
-
-
-def parse_overrides(pairs: tuple[str, ...]) -> dict[str, str]:
-    """``KEY=VALUE`` pairs as settings; Scrapy converts the strings where it reads them."""
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.ClickException(f"--set {pair!r}: expected KEY=VALUE")
-        settings[key.strip()] = value
-    return settings
 
 
 def emit_json(value) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from sqlite_utils.db import NotFoundError
+
 from crawler.sources import Source
 from pipelines.corpus import shared_corpus, utc_now
 
@@ -128,7 +130,7 @@ class SourceHealth:
 def _row(db, name: str) -> dict:
     try:
         return db["sources_state"].get(name)
-    except Exception:  # sqlite_utils.db.NotFoundError: a source crawled for the first time
+    except NotFoundError:  # a source crawled for the first time
         return {}
 
 

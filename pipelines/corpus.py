@@ -17,12 +17,14 @@ from typing import Any
 
 import sqlite_utils
 
+from pipelines.dates import to_utc_iso
+
 Migration = Callable[[sqlite_utils.Database], None]
 
 
 def utc_now() -> str:
     """Now as UTC ISO-8601 with seconds, the one timestamp format the corpus stores."""
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return to_utc_iso(datetime.now(UTC))
 
 
 def _m001_core(db: sqlite_utils.Database) -> None:

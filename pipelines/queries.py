@@ -15,6 +15,8 @@ from typing import Any
 
 import sqlite_utils
 
+from pipelines.dates import to_utc_iso
+
 STATUSES = ("ok", "offtopic", "failed")
 # Korean, Japanese and Chinese scripts: unicode61 keeps a run of them as one token, so FTS5
 # cannot find a word inside it; such queries scan the text instead (see ``search``).
@@ -50,7 +52,7 @@ def parse_when(text: str, *, end: bool = False) -> str:
         moment += timedelta(days=1)
     elif end:  # an instant: include it (the bound is exclusive)
         moment += timedelta(seconds=1)
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return to_utc_iso(moment)
 
 
 def known_sources(db: sqlite_utils.Database) -> list[str]:

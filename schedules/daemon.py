@@ -32,6 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from crawler.sources import Source, SourcesError, load_sources, save_sources, sources_path
 from pipelines.corpus import open_corpus, utc_now
+from pipelines.dates import to_utc_iso
 from schedules import adaptive
 from schedules.jobs import CrawlLimits, CrawlOutcome, reap_orphaned_runs, run_crawl_child
 from schedules.lock import DaemonLock
@@ -489,7 +490,7 @@ class CrawlDaemon:
             next_run = job.next_run_time if job is not None else None
             rows.append({"source": name, "poll_factor": self.factors.get(name, 1.0),
                          "interval_seconds": self._interval_seconds(name),
-                         "next_run_at": _iso(next_run) if next_run else None,
+                         "next_run_at": to_utc_iso(next_run),
                          "updated_at": now})  # fmt: skip
         corpus = open_corpus(self.db)
         try:
@@ -532,10 +533,6 @@ def _timing(source: Source) -> tuple:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _names(names: list[str]) -> str:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.corpus import open_corpus, utc_now
+from pipelines.dates import to_utc_iso
 from pipelines.queue_store import (
     BROKER_ENV,
     CRAWL_HISTORY,
@@ -244,7 +245,7 @@ def crawl_source_job(source: str, crawl_seconds: float, lease_seconds: float) ->
     job = get_current_job()
     conn = connect(config.broker)
     record = {"source": source, "job_id": job.id, "worker": config.name, "status": "skipped",
-              "queued_at": _iso_or_none(job.enqueued_at), "decided_at": utc_now()}  # fmt: skip
+              "queued_at": to_utc_iso(job.enqueued_at), "decided_at": utc_now()}  # fmt: skip
     try:
         problem = _unknown_source(config, source)
         if problem:
@@ -374,10 +375,6 @@ def _remember(conn, record: dict) -> None:
         pipe.lpush(CRAWL_HISTORY, json.dumps(record))
         pipe.ltrim(CRAWL_HISTORY, 0, HISTORY_LENGTH - 1)
         pipe.execute()
-
-
-def _iso_or_none(moment) -> str | None:
-    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def make_worker(conn, config: WorkerConfig):
@@ -528,7 +525,7 @@ def _figures(conn, url: str) -> dict[str, Any]:
                            "expires_in_seconds": round(max(ttl, 0) / 1000, 1)})  # fmt: skip
     workers = [
         {"name": w.name, "state": str(w.get_state()), "job": w.get_current_job_id(),
-         "last_heartbeat_at": _iso_or_none(w.last_heartbeat)}
+         "last_heartbeat_at": to_utc_iso(w.last_heartbeat)}
         for w in Worker.all(queue=queue)
     ]  # fmt: skip
     return {

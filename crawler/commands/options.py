@@ -23,3 +23,14 @@ sources_option = click.option(
     type=click.Path(dir_okay=False),
     help="Sources TOML; also NKWATCH_SOURCES. Default ./sources.toml, else the shipped list.",
 )
+
+
+def parse_overrides(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs as settings; Scrapy converts the strings where it reads them."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.ClickException(f"--set {pair!r}: expected KEY=VALUE")
+        settings[key.strip()] = value
+    return settings

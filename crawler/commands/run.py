@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from crawler.commands.options import db_option, sources_option
+from crawler.commands.options import db_option, parse_overrides, sources_option
 from schedules.daemon import CrawlDaemon, DaemonConfig, ExportHook
 from schedules.jobs import CrawlLimits
 from schedules.lock import DaemonLockedError
@@ -89,9 +89,7 @@ def run_command(ctx: click.Context, db: str, sources_file: str | None, crawl_tim
     when it changes; a second daemon on the same corpus is refused.
     """
     _log_to_stderr()
-    for pair in crawl_settings:
-        if "=" not in pair or not pair.partition("=")[0].strip():
-            raise click.ClickException(f"--set {pair!r}: expected KEY=VALUE")
+    parse_overrides(crawl_settings)  # a malformed pair is a one-line error before the start
     config = DaemonConfig(
         db=Path(db),
         sources_file=Path(sources_file) if sources_file else None,

@@ -94,7 +94,7 @@ def is_recent(entry: SitemapEntry, days: int, now: datetime | None = None) -> bo
     if not stamp:
         return True
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
-    return stamp >= cutoff.isoformat().replace("+00:00", "Z")
+    return stamp >= to_utc_iso(cutoff)
 
 
 class SitemapSpider(SourceSpider):
