@@ -26,7 +26,6 @@ would throttle to a crawl-a-site-politely pace that says nothing about the pipel
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import resource
@@ -136,6 +135,7 @@ class PhaseResult:
     server_cpu_s: float
     requests: dict = field(default_factory=dict)
     load: float = 0.0  # the machine's 1-minute load average at the end: others' work shows here
+    main_cpu_s: float = 0.0  # the crawl process itself (the reactor thread and its helpers)
     tail_s: float = 0.0  # server's last request to the child's exit
     corpus: dict = field(default_factory=dict)
     exit_code: int = 0
@@ -181,6 +181,7 @@ def run_phase(name: str, command: list[str], web: SyntheticWeb, log: Path) -> Ph
         peak_root_rss=sampler.peak_root_rss,
         peak_tree_pss=sampler.peak_tree_pss,
         load=os.getloadavg()[0],
+        main_cpu_s=sampler.cpu_by_pid.get(child.pid, 0.0),
         processes=sampler.peak_processes,
         server_cpu_s=sum(server.cpu_times()[:2]) - server_before,
         requests=served["counts"],
@@ -282,99 +283,6 @@ def corpus_counts(db: Path) -> dict:
     return {**dict(rows), "stories": stories, "db_mb": round(db.stat().st_size / 2**20, 1)}
 
 
-# --- experiment: every CPU-bound stage in the extraction workers ---------------------------
-# ``--experiment offload`` tests the hypothesis the profile points at: the reactor thread is the
-# bottleneck because relevance scoring, the dedupe fingerprints and the raw page's gzip run on
-# it. Here the real stage code runs unchanged, in the worker, after extraction; the reactor
-# only stores. The store is handed the gzip made in the worker through a bench-only shim.
-
-
-class PrecompressedBody(bytes):
-    """The page's bytes, carrying the gzip a worker already made of them."""
-
-    gz: bytes = b""
-
-
-class _GzipShim:
-    """Stands in for ``gzip`` inside ``pipelines.store``: uses the worker's gzip when present."""
-
-    @staticmethod
-    def compress(data: bytes, compresslevel: int = 9) -> bytes:
-        import gzip
-
-        return (
-            data.gz if isinstance(data, PrecompressedBody) else gzip.compress(data, compresslevel)
-        )
-
-
-@functools.cache
-def _worker_topics(topics_file: str | None):
-    """Topics parsed once per worker (``load_topics`` re-reads the TOML on every call)."""
-    from pipelines.relevance import load_topics
-
-    return load_topics(topics_file)
-
-
-def run_stages_in_worker(item, options: dict, topics_file: str | None):
-    """Extract, score, fingerprint and gzip one page: the work the reactor should not do."""
-    import gzip
-
-    from pipelines.dedupe import DedupePipeline
-    from pipelines.extract import apply_extraction, extract_article
-    from pipelines.relevance import RelevancePipeline
-
-    result = extract_article(item.body, item.response_url, encoding=item.encoding, **options)
-    apply_extraction(item, result)
-    RelevancePipeline(_worker_topics(topics_file)).process_item(item)
-    DedupePipeline().process_item(item)
-    raw_gz = gzip.compress(item.body, 6)
-    item.body = b""  # the reactor still holds the page; do not send it back
-    return item, raw_gz
-
-
-def _offloaded_pipeline_class():
-    import asyncio
-
-    import pipelines.store
-    from pipelines.extract import ExtractPipeline
-
-    class OffloadedStagesPipeline(ExtractPipeline):
-        def open_spider(self, spider=None) -> None:
-            super().open_spider(spider)
-            pipelines.store.gzip = _GzipShim
-            self.topics_file = None
-
-        async def process_item(self, item, spider=None):
-            body = item.body
-            future = self.pool.submit(run_stages_in_worker, item, self.options, None)
-            done, raw_gz = await asyncio.wrap_future(future)
-            done.body = PrecompressedBody(body)
-            done.body.gz = raw_gz
-            if done.status != "ok":
-                self.stats.inc_value(f"nkwatch/extract_failed/{done.source}")
-                self.stats.inc_value("nkwatch/extract_failed")
-            else:
-                self.stats.inc_value("nkwatch/relevant" if done.relevant else "nkwatch/offtopic")
-            return done
-
-    return OffloadedStagesPipeline
-
-
-def __getattr__(name: str):
-    if name == "OffloadedStagesPipeline":  # built on demand: only crawls that use it import Scrapy
-        return _offloaded_pipeline_class()
-    raise AttributeError(name)
-
-
-EXPERIMENTS = {
-    "offload": {
-        "ITEM_PIPELINES": json.dumps(
-            {"throughput.OffloadedStagesPipeline": 100, "pipelines.store.StorePipeline": 900}
-        )
-    },  # fmt: skip
-}
-
-
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -396,6 +304,10 @@ def print_result(result: PhaseResult) -> None:
     )
     print(f"      requests served: {kinds}; last request {result.tail_s:.1f}s before exit",
           flush=True)  # fmt: skip
+    others = result.cpu_s - result.main_cpu_s
+    print(f"      CPU: main process {result.main_cpu_s:.1f}s "
+          f"({result.main_cpu_s / max(1, result.pages) * 1000:.1f} ms/page), other processes "
+          f"{others:.1f}s ({others / max(1, result.pages) * 1000:.1f} ms/page)", flush=True)  # fmt: skip
     if result.corpus:
         print(f"      corpus: {result.corpus}", flush=True)
     if result.exit_code:
@@ -439,11 +351,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="extra nkwatch setting for (c) and (d)")  # fmt: skip
     parser.add_argument(
-        "--experiment",
-        choices=sorted(EXPERIMENTS),
-        help="offload: run relevance, dedupe and gzip in the extraction workers",
-    )
-    parser.add_argument(
         "--launcher",
         choices=["cli", "runner"],
         default="cli",
@@ -460,11 +367,6 @@ def main(argv: list[str] | None = None) -> int:
     extra = dict(pair.split("=", 1) for pair in args.overrides)
     if args.workers is not None:
         extra["EXTRACT_WORKERS"] = str(args.workers)
-    if args.experiment:
-        extra = {**EXPERIMENTS[args.experiment], **extra}
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO / "bench"), str(REPO), os.environ.get("PYTHONPATH", "")]
-        )
     folder = Path(tempfile.mkdtemp(prefix="nkwatch-throughput-"))
     print(f"Serving a synthetic web of {args.pages} pages (seed {args.seed})...", flush=True)
     results: dict[str, PhaseResult] = {}

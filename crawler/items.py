@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ class ArticleItem:
     http_status: int
     body: bytes = b""
     encoding: str | None = None  # Scrapy's verdict (headers, meta, BOM, detection)
-    raw_gz: bytes = b""  # the body gzipped by an extraction worker, for the store's raw_pages
+    raw_packed: bytes = b""  # the body packed by a worker (pipelines.rawpages), for raw_pages
     source_trust: float = 1.0  # the source's trust: content farms rank below the outlets they copy
     discovered_via: str = ""  # the feed, sitemap or section page that listed it
     hints: dict[str, Any] = field(
@@ -50,3 +51,15 @@ class ArticleItem:
     content_hash: str = ""
     signature: bytes = b""
     duplicate_of: int | None = None  # article id of an exact or near duplicate already stored
+
+    # set by pagework: the worker's results, read by the stage pipelines; never stored or queued
+    page_work: Any = field(default=None, repr=False, compare=False, metadata={"transient": True})
+
+
+def persistent_fields(item: ArticleItem) -> dict[str, Any]:
+    """The item's fields as stored and queued: everything but the transient ones."""
+    return {
+        f.name: getattr(item, f.name)
+        for f in dataclasses.fields(item)
+        if not f.metadata.get("transient")
+    }

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import sqlite_utils
 
 from pipelines.corpus import utc_now
+from pipelines.pagework import BOILERPLATE, request_stage
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ MIN_SHARE = 0.3  # ...nor one on fewer than this share of the site's pages
 MAX_LINE_CHARS = 240  # longer lines are prose; furniture is short
 MAX_REMOVED_SHARE = 0.5  # a page that would lose more of its words than this keeps them all
 SHORT_SHARE = 0.25  # a body under this share of the site's median word count is flagged
+BUCKET_PAGES = 100  # lossy counting: rare lines are forgotten every this many pages of a site
+COUNT_ERROR = 1 / BUCKET_PAGES  # ...so a kept count is short by at most this share of pages
 _WS = re.compile(r"\s+")
 
 
@@ -49,9 +52,64 @@ def line_hash(line: str) -> str:
     return hashlib.blake2b(normal.encode("utf-8"), digest_size=8).hexdigest()
 
 
+def page_lines(text: str, comments: str = "") -> tuple[str, list[tuple[str, str]]]:
+    """A page's identity (the hash of its text) and its countable lines, each once, as
+    (line hash, the line as printed): what a site's counts need of a page."""
+    lines: dict[str, str] = {}
+    for line in (*text.splitlines(), *comments.splitlines()):
+        line = line.strip()
+        if line and len(line) <= MAX_LINE_CHARS:
+            lines.setdefault(line_hash(line), line)
+    return line_hash(text), list(lines.items())
+
+
+def strip_text(
+    text: str, learned: frozenset[str] | set[str], known: dict[str, str] | None = None
+) -> tuple[str, int]:
+    """The text without learned lines, and how many lines went (0: nothing or too much).
+
+    ``known`` maps lines to their hashes where the caller has them already (``page_lines``).
+    """
+    if not learned or not text:
+        return text, 0
+    lines = text.splitlines()
+    kept = [line for line in lines if not _is_learned(line.strip(), learned, known or {})]
+    removed = len(lines) - len(kept)
+    if not removed:
+        return text, 0
+    before, after = _words(text), _words("\n".join(kept))
+    if after < before * (1 - MAX_REMOVED_SHARE):
+        return text, 0
+    return "\n".join(kept), removed
+
+
+def _is_learned(line: str, learned: frozenset[str] | set[str], known: dict[str, str]) -> bool:
+    if len(line) > MAX_LINE_CHARS:
+        return False
+    key = known.get(line)
+    return (key if key is not None else line_hash(line)) in learned
+
+
+def strip_lines(
+    text: str, comments: str, learned: frozenset[str] | set[str],
+    known: dict[str, str] | None = None,
+) -> tuple[str, str, int]:
+    """Text and comments without learned lines, and how many lines went in all."""
+    text, removed = strip_text(text, learned, known)
+    comments, removed_comments = strip_text(comments, learned, known)
+    return text, comments, removed + removed_comments
+
+
 @dataclass
 class SiteBoilerplate:
-    """What one site's pages have in common, and the cleaning that follows from it."""
+    """What one site's pages have in common, and the cleaning that follows from it.
+
+    Lines are counted with lossy counting (Manku and Motwani): every ``BUCKET_PAGES`` pages,
+    lines whose count could not reach ``COUNT_ERROR`` of the pages seen are forgotten. A site
+    prints a few new lines on every page (captions, subheads), so exact counts would grow with
+    every page crawled; these stay bounded, and a line's count is short by at most
+    ``COUNT_ERROR`` of the site's pages, far below the ``min_share`` that makes it furniture.
+    """
 
     site: str
     pages: int = 0
@@ -61,51 +119,70 @@ class SiteBoilerplate:
     seen_pages: set[str] = field(default_factory=set)
     min_pages: int = MIN_PAGES
     min_share: float = MIN_SHARE
+    undercount: dict[str, int] = field(default_factory=dict)  # how short a line's count may be
+    _learned: frozenset[str] | None = None  # cached until a count or the threshold moves
+    _learned_need: int = 0
 
     def observe(self, text: str, comments: str = "", word_count: int | None = None) -> None:
         """Count the lines of one page (its uncleaned extraction), once per distinct page."""
-        page_key = line_hash(text)
+        page_key, lines = page_lines(text, comments)
+        self.count_page(page_key, lines, word_count)
+
+    def count_page(
+        self, page_key: str, lines: list[tuple[str, str]], word_count: int | None = None
+    ) -> None:
+        """Count a page given as ``page_lines`` gives it (an extraction worker computes that)."""
         if page_key in self.seen_pages:
             return
         self.seen_pages.add(page_key)
         self.pages += 1
         if word_count is not None:
             self.word_counts.append(word_count)
-        for line in {*text.splitlines(), *comments.splitlines()}:
-            line = line.strip()
-            if line and len(line) <= MAX_LINE_CHARS:
-                key = line_hash(line)
-                self.line_pages[key] += 1
-                self.examples.setdefault(key, line)
+        bucket = -(-self.pages // BUCKET_PAGES)
+        need = self.need()
+        for key, line in lines:
+            count = self.line_pages[key] = self.line_pages.get(key, 0) + 1
+            if count == 1:
+                self.examples[key] = line
+                self.undercount[key] = bucket - 1
+            if count == need:
+                self._learned = None
+        if self.pages % BUCKET_PAGES == 0:
+            self._forget_rare(bucket)
 
-    def learned(self) -> set[str]:
+    def _forget_rare(self, bucket: int) -> None:
+        rare = [key for key, count in self.line_pages.items()
+                if count + self.undercount.get(key, 0) <= bucket]  # fmt: skip
+        for key in rare:
+            del self.line_pages[key]
+            self.examples.pop(key, None)
+            self.undercount.pop(key, None)
+
+    def need(self) -> int:
+        """Pages a line must be on to be learned, at the site's current page count."""
+        return max(self.min_pages, math.ceil(self.min_share * self.pages))
+
+    def learned(self) -> frozenset[str]:
         """Hashes of the lines this site prints on enough of its pages to be furniture."""
-        need = max(self.min_pages, math.ceil(self.min_share * self.pages))
-        return {key for key, count in self.line_pages.items() if count >= need}
+        need = self.need()
+        if self._learned is None or need != self._learned_need:
+            self._learned = frozenset(k for k, count in self.line_pages.items() if count >= need)
+            self._learned_need = need
+        return self._learned
 
     def strip(self, text: str) -> tuple[str, int]:
         """The text without learned lines, and how many lines went (0: nothing or too much)."""
-        learned = self.learned()
-        if not learned:
-            return text, 0
-        lines = text.splitlines()
-        kept = [line for line in lines if line_hash(line.strip()) not in learned]
-        removed = len(lines) - len(kept)
-        if not removed:
-            return text, 0
-        before, after = _words(text), _words("\n".join(kept))
-        if after < before * (1 - MAX_REMOVED_SHARE):
-            return text, 0
-        return "\n".join(kept), removed
+        return strip_text(text, self.learned())
 
     def median_words(self) -> float | None:
         return statistics.median(self.word_counts) if self.word_counts else None
 
     def is_short(self, word_count: int) -> bool:
         """Is this body far shorter than the site's usual (once the site has enough pages)?"""
+        if len(self.word_counts) < self.min_pages:
+            return False
         median = self.median_words()
-        enough = len(self.word_counts) >= self.min_pages
-        return bool(enough and median and word_count < SHORT_SHARE * median)
+        return bool(median and word_count < SHORT_SHARE * median)
 
 
 def _words(text: str) -> int:
@@ -180,6 +257,8 @@ class BoilerplatePipeline:
     """Learns each site's furniture from the pages of a crawl and removes it from their text.
 
     Runs after extraction and before relevance and dedupe, so scores and hashes see clean text.
+    In a crawl the cleaning itself happens in the extraction worker (``pipelines.pagework``),
+    with the learned lines sent along; this pipeline counts the page's lines for its site.
     Adds ``boilerplate-removed:N`` and ``short-for-site`` to ``item.flags``. Settings:
     ``BOILERPLATE_ENABLED``, ``BOILERPLATE_MIN_PAGES``, ``BOILERPLATE_MIN_SHARE``.
     """
@@ -195,6 +274,7 @@ class BoilerplatePipeline:
             min_pages=settings.getint("BOILERPLATE_MIN_PAGES", MIN_PAGES),
             min_share=settings.getfloat("BOILERPLATE_MIN_SHARE", MIN_SHARE),
         )
+        request_stage(crawler, BOILERPLATE, self.learned_for)
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -209,12 +289,22 @@ class BoilerplatePipeline:
     def close_spider(self, spider=None) -> None:
         self.boilerplates.save(self.db)
 
+    def learned_for(self, url: str) -> frozenset[str]:
+        """The learned lines of ``url``'s site, for the extraction worker to remove."""
+        return self.boilerplates.site(url).learned()
+
     def process_item(self, item, spider=None):
         if item.status != "ok" or not item.text:
             return item
+        work = item.page_work
+        if work is None or work.page_key is None:  # not cleaned by a worker: do it here
+            self.boilerplates.site(item.response_url).observe(item.text, item.comments,
+                                                              item.word_count)  # fmt: skip
+            clean_item(item, self.boilerplates)
+            return item
         site = self.boilerplates.site(item.response_url)
-        site.observe(item.text, item.comments, item.word_count)
-        clean_item(item, self.boilerplates)
+        site.count_page(work.page_key, work.line_hashes, item.word_count)
+        add_health_flags(item, site, work.boilerplate_removed)
         return item
 
 
@@ -227,6 +317,13 @@ def clean_item(item, boilerplates: SiteBoilerplates) -> None:
     if removed:
         item.text, item.comments = text, comments
         item.word_count = count_words(text)
+    add_health_flags(item, site, removed)
+
+
+def add_health_flags(item, site: SiteBoilerplate, removed: int) -> None:
+    """``boilerplate-removed:N`` when lines went, ``short-for-site`` when the body is unusually
+    short for its site."""
+    if removed:
         item.flags = [*item.flags, f"boilerplate-removed:{removed}"]
     if site.is_short(item.word_count):
         item.flags = [*item.flags, "short-for-site"]

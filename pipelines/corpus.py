@@ -187,11 +187,18 @@ def _m_schedules_daemon(db: sqlite_utils.Database) -> None:
     db["runs"].create_index(["status"])
 
 
+def _m_raw_pages_packed(db: sqlite_utils.Database) -> None:
+    """Raw pages are zstandard-packed now (``pipelines.rawpages``); the column's name said gzip.
+    Rows written before keep their gzip, which ``rawpages.unpack`` still reads."""
+    db.execute("ALTER TABLE raw_pages RENAME COLUMN html_gz TO html_packed")
+
+
 MIGRATIONS: list[Migration] = [
     _m001_core,
     _m_dedupe_lsh,
     _m_extract_boilerplate,
     _m_schedules_daemon,
+    _m_raw_pages_packed,
 ]
 
 

@@ -260,13 +260,17 @@ class DedupePipeline:
 
     CPU only and no database writes: the store links the article to its story (``assign_story``)
     inside its own transaction. In a crawl the fingerprints are computed in the extraction
-    workers (``pipelines.extract.worker_pool``); the signature only for relevant articles, the
-    ones the store keeps the text of (``assign_story`` computes a missing one when it needs it).
+    worker (``pipelines.pagework``); the signature only for relevant articles, the ones the
+    store keeps the text of (``assign_story`` computes a missing one when it needs it).
     Settings: none (see the module docstring for why).
     """
 
     def __init__(self, crawler=None) -> None:
         self.crawler = crawler
+        if crawler is not None:
+            from pipelines.pagework import FINGERPRINTS, request_stage
+
+            request_stage(crawler, FINGERPRINTS, True)
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -276,20 +280,11 @@ class DedupePipeline:
         item.canonical_url = canonical_key(item)
         if item.status != "ok" or not item.text:
             return item
-        from pipelines.extract import worker_pool
-
-        pool = worker_pool(self.crawler)
-        if pool is None:
-            item.content_hash, item.signature = fingerprints(item.text)
-            return item
-        return self._fingerprint_in_pool(pool, item)
-
-    async def _fingerprint_in_pool(self, pool, item):
-        from pipelines.extract import run_in_pool
-
-        item.content_hash, item.signature = await run_in_pool(
-            pool, fingerprints, item.text, bool(item.relevant)
-        )
+        work = getattr(item, "page_work", None)
+        if work is not None and work.content_hash:
+            item.content_hash, item.signature = work.content_hash, work.signature
+        else:
+            item.content_hash, item.signature = fingerprints(item.text, bool(item.relevant))
         return item
 
 

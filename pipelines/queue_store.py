@@ -21,7 +21,7 @@ import time
 
 from twisted.internet import task
 
-from crawler.items import ArticleItem
+from crawler.items import ArticleItem, persistent_fields
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def renew_lease(conn, source: str, token: str, seconds: float) -> bool:
 
 def item_to_record(item: ArticleItem) -> dict[str, str]:
     """One stream entry's fields for a finished item."""
-    fields = dataclasses.asdict(item)
+    fields = persistent_fields(item)
     for name in BYTES_FIELDS:
         fields[name] = base64.b64encode(gzip.compress(fields[name] or b"", 6)).decode("ascii")
     return {"kind": "item", "v": str(RECORD_VERSION), "source": item.source or "", "url": item.url or "",

@@ -35,6 +35,7 @@ MAX_EVIDENCE_PER_GROUP = 12  # enough to show why, short enough to store beside 
 # sees "IT" in Japanese text while offsets still point into the original string.
 _FULLWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 _SENTENCE_END = re.compile(r"[.!?](?=[\s\"'”’)]|$)|[。！？]|\n")
+_SENTENCE_MARKS = re.compile(r"[.!?。！？\n]")  # where a sentence end can be
 _ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")
 
 
@@ -288,32 +289,46 @@ def term_regex(term: Term) -> str:
     return body
 
 
-_GRAM_BITS = 18  # the n-gram presence table of one text: 2**18 slots, a few percent filled
-_GRAM_MASK = np.uint64((1 << _GRAM_BITS) - 1)
+_GRAM_BITS = 16  # the n-gram presence table of one text: 2**16 slots, a few percent filled
+_GRAM_SHIFT = np.uint32(32 - _GRAM_BITS)
 _GRAM_ALWAYS = 1 << _GRAM_BITS  # a slot that is always set: pads the key rows
-_GRAM_KEYS_PER_TERM = 8
-_MIX = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+_GRAM_KEYS_PER_TERM = 8  # one row of a term's slots, read as booleans, is one 64-bit word
+_ROW_ALL_SET = np.uint64(int.from_bytes(b"\x01" * _GRAM_KEYS_PER_TERM, "little"))
+_MIX_INTS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D)
+_MIX = tuple(np.uint32(mix) for mix in _MIX_INTS)
+# Non-ASCII letters that a case-insensitive pattern takes for an ASCII letter (İ ı ſ K): where a
+# text holds none, a match of a term's lowercase lead starts where its lowercase copy shows it.
+_ASCII_CASE_PARTNERS = re.compile("[\u0130\u0131\u017f\u212a]")
+_FULLWIDTH_CHARS = re.compile("[\uff01-\uff5e\u3000]")
 
 
 def _gram_keys(text: str) -> np.ndarray:
-    """Slots of every 1-, 2- and 3-character sequence of ``text`` in the presence table."""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    parts = [codes * _MIX[0]]
+    """Slots of every 1-, 2- and 3-character sequence of ``text`` in the presence table.
+
+    Products wrap at 32 bits and the top bits are the slot: cheap, and ``_piece_keys`` repeats
+    it exactly in plain integers."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    first, second, third = (codes * mix for mix in _MIX)
+    parts = [first]
     if len(codes) > 1:
-        parts.append(codes[:-1] * _MIX[0] ^ codes[1:] * _MIX[1])
+        parts.append(first[:-1] ^ second[1:])
     if len(codes) > 2:
-        parts.append(codes[:-2] * _MIX[0] ^ codes[1:-1] * _MIX[1] ^ codes[2:] * _MIX[2])
-    return (np.concatenate(parts) >> np.uint64(40)) & _GRAM_MASK
+        parts.append(first[:-2] ^ second[1:-1] ^ third[2:])
+    return (np.concatenate(parts) >> _GRAM_SHIFT).astype(np.intp)  # indexes best as intp
 
 
 def _piece_keys(piece: str) -> list[int]:
     """Table slots that must be set wherever ``piece`` occurs: its trigrams (or the piece
     itself when shorter), computed exactly as ``_gram_keys`` computes them for a text."""
-    keys = _gram_keys(piece)
-    width = min(len(piece), 3)
-    # _gram_keys lists unigrams, then bigrams, then trigrams: keep the longest kind only
-    start = sum(max(0, len(piece) - n + 1) for n in range(1, width))
-    return [int(k) for k in keys[start:]]
+    codes = [ord(char) for char in piece]
+    width = min(len(codes), 3)
+    keys = []
+    for start in range(len(codes) - width + 1):
+        mixed = 0
+        for code, mix in zip(codes[start : start + width], _MIX_INTS[:width], strict=True):
+            mixed ^= code * mix
+        keys.append((mixed & 0xFFFFFFFF) >> (32 - _GRAM_BITS))
+    return keys
 
 
 def gram_table(text: str) -> np.ndarray:
@@ -325,59 +340,188 @@ def gram_table(text: str) -> np.ndarray:
     return table
 
 
+def _rows_all_set(table: np.ndarray, keys: np.ndarray) -> list[int]:
+    """Rows of ``keys`` whose slots are all set in ``table``: a row's eight booleans are read as
+    one word, which is cheaper than reducing along the rows."""
+    return np.flatnonzero(table[keys].view(np.uint64)[:, 0] == _ROW_ALL_SET).tolist()
+
+
+def _key_row(pieces: list[str]) -> list[int]:
+    """A few of the slots every piece of a term sets, padded to the row width."""
+    keys = sorted({key for piece in pieces for key in _piece_keys(piece)})
+    step = max(1, len(keys) // _GRAM_KEYS_PER_TERM)
+    keys = keys[::step][:_GRAM_KEYS_PER_TERM]
+    return keys + [_GRAM_ALWAYS] * (_GRAM_KEYS_PER_TERM - len(keys))
+
+
+def _lead(text: str, pieces: list[str], case_sensitive: bool) -> str | None:
+    """The literal every match of the term starts with, as the substring test sees it; None
+    when the term starts with a wildcard or its lowercase is not one letter for one letter."""
+    if not pieces or text[0] in "* ":
+        return None
+    written = re.split(r"[* ]", text)[0]
+    if case_sensitive or all(c.isascii() or c.lower() == c == c.upper() for c in written):
+        return pieces[0]
+    return None
+
+
+def _folds_in_place(text: str, lowered: str) -> bool:
+    """Does ``lowered`` keep every offset of ``text``, with no letter a case-insensitive
+    pattern reads as another ASCII letter than its lowercase shows?"""
+    return len(lowered) == len(text) and (text.isascii() or not _ASCII_CASE_PARTNERS.search(text))
+
+
 class TermMatcher:
     """Finds a list of terms in a text: leftmost, longest, not overlapping.
 
     One regex per term, tried only when the term's literal pieces occur in the text at all (a
     plain substring test): a text holds few of a group's hundred-odd terms, and one large
     alternation would try every branch at every position. Before that, one vectorised look-up
-    of each term's n-grams in the text's n-gram table rules out most terms at once (an n-gram
-    missing from the text proves the piece is missing; a hash collision only lets one through
-    to the exact test), so the outcome is the substring test's.
+    of each term's n-grams in the lowercase text's n-gram table rules out most case-insensitive
+    terms at once (an n-gram missing from the text proves the piece is missing; a hash collision
+    only lets one through to the exact test), so the outcome is the substring test's. The few
+    case-sensitive terms go straight to the substring test. A regex is compiled when first
+    needed, and runs only where the term's lead occurs (``pattern.match`` there finds what
+    ``finditer`` would), unless the text's case folding could hide a start.
     """
 
     def __init__(self, terms: tuple[tuple[str, bool], ...]) -> None:
-        self.candidates = []
-        rows: list[list[int]] = []
-        for index, (text, case_sensitive) in enumerate(terms):
+        self.terms = terms
+        self.pieces: list[list[str]] = []
+        self.leads: list[str | None] = []
+        self.case_sensitive = [case_sensitive for _, case_sensitive in terms]
+        self.always_tried = [i for i, (_, case_sensitive) in enumerate(terms) if case_sensitive]
+        self.gated = [i for i, (_, case_sensitive) in enumerate(terms) if not case_sensitive]
+        self._patterns: list[re.Pattern[str] | None] = [None] * len(terms)
+        rows = []
+        for text, case_sensitive in terms:
+            if not text:
+                term_regex(Term(text, 0.0))  # fails on loading, as it did when compiled eagerly
             pieces = [p if case_sensitive else p.lower() for p in re.split(r"[* ]", text) if p]
-            flags = 0 if case_sensitive else re.IGNORECASE
-            pattern = re.compile(term_regex(Term(text, 0.0)), flags)
-            self.candidates.append((pieces, case_sensitive, pattern, index))
-            keys = sorted({key for piece in pieces for key in _piece_keys(piece)})
-            step = max(1, len(keys) // _GRAM_KEYS_PER_TERM)
-            keys = keys[::step][:_GRAM_KEYS_PER_TERM]
-            rows.append(keys + [_GRAM_ALWAYS] * (_GRAM_KEYS_PER_TERM - len(keys)))
+            self.pieces.append(pieces)
+            self.leads.append(_lead(text, pieces, case_sensitive))
+            if not case_sensitive:
+                rows.append(_key_row(pieces))
         self.keys = np.array(rows, dtype=np.intp).reshape(-1, _GRAM_KEYS_PER_TERM)
-        self.case_sensitive = np.array([c[1] for c in self.candidates], dtype=bool)
+
+    def pattern(self, position: int) -> re.Pattern[str]:
+        """The regex of one term, compiled on first use: most terms are never tried."""
+        pattern = self._patterns[position]
+        if pattern is None:
+            text, case_sensitive = self.terms[position]
+            flags = 0 if case_sensitive else re.IGNORECASE
+            pattern = self._patterns[position] = re.compile(term_regex(Term(text, 0.0)), flags)
+        return pattern
+
+    def possible(self, table: np.ndarray) -> list[int]:
+        """Positions of the terms that may occur in the text of ``table``, ascending."""
+        return self.with_always_tried([self.gated[row] for row in _rows_all_set(table, self.keys)])
+
+    def with_always_tried(self, gated: list[int]) -> list[int]:
+        return sorted(gated + self.always_tried) if self.always_tried else gated
 
     def spans(
-        self, text: str, lowered: str, tables: tuple[np.ndarray, np.ndarray] | None = None
+        self, text: str, lowered: str, table: np.ndarray | None = None
     ) -> list[tuple[int, int, int]]:
         """(start, end, term index) of every match, overlaps resolved leftmost-longest.
 
-        ``tables`` are ``gram_table(text)`` and ``gram_table(lowered)`` when the caller keeps
-        them for several matchers.
+        ``table`` is ``gram_table(lowered)`` when the caller keeps it for several matchers.
         """
-        if tables is None:
-            tables = (gram_table(text), gram_table(lowered))
-        exact, folded = tables
-        possible = np.where(
-            self.case_sensitive, exact[self.keys].all(axis=1), folded[self.keys].all(axis=1)
-        )
+        if table is None:
+            table = gram_table(lowered)
+        return self.spans_among(self.possible(table), text, lowered, _folds_in_place(text, lowered))
+
+    def spans_among(
+        self, positions: list[int], text: str, lowered: str, in_place: bool
+    ) -> list[tuple[int, int, int]]:
+        """``spans`` over the terms at ``positions`` (ascending) only; ``in_place`` is
+        ``_folds_in_place(text, lowered)``."""
         found = []
-        for position in np.flatnonzero(possible):
-            pieces, case_sensitive, pattern, index = self.candidates[position]
+        for position in positions:
+            case_sensitive = self.case_sensitive[position]
             haystack = text if case_sensitive else lowered
-            if all(piece in haystack for piece in pieces):
-                found.extend((m.start(), m.end(), index) for m in pattern.finditer(text))
-        found.sort(key=lambda hit: (hit[0], hit[0] - hit[1]))
-        kept, reached = [], -1
-        for start, end, index in found:
-            if start >= reached and end > start:
-                kept.append((start, end, index))
-                reached = end
-        return kept
+            if all(piece in haystack for piece in self.pieces[position]):
+                pattern, lead = self.pattern(position), self.leads[position]
+                if lead is not None and (case_sensitive or in_place):
+                    found.extend(_matches_at_lead(pattern, text, haystack, lead, position))
+                else:
+                    found.extend((m.start(), m.end(), position) for m in pattern.finditer(text))
+        return leftmost_longest(found)
+
+
+def leftmost_longest(found: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Of overlapping (start, end, term) matches, keep the leftmost, then the longest."""
+    found.sort(key=lambda hit: (hit[0], hit[0] - hit[1]))
+    kept, reached = [], -1
+    for start, end, index in found:
+        if start >= reached and end > start:
+            kept.append((start, end, index))
+            reached = end
+    return kept
+
+
+def _matches_at_lead(
+    pattern: re.Pattern[str], text: str, haystack: str, lead: str, index: int
+) -> list[tuple[int, int, int]]:
+    """What ``pattern.finditer(text)`` finds, trying the pattern only where ``haystack`` (the
+    text, or its lowercase with the same offsets) shows the lead every match starts with."""
+    hits = []
+    start = haystack.find(lead)
+    while start >= 0:
+        match = pattern.match(text, start)
+        if match:
+            hits.append((start, match.end(), index))
+            start = haystack.find(lead, match.end())
+        else:
+            start = haystack.find(lead, start + 1)
+    return hits
+
+
+class _MatcherBatch:
+    """The n-gram checks of several matchers (every one a topics file uses) as one look-up
+    per text, instead of one look-up per matcher."""
+
+    def __init__(self, matchers: tuple[TermMatcher, ...]) -> None:
+        self.matchers = {id(matcher): matcher for matcher in matchers}
+        self.keys = np.concatenate(
+            [matcher.keys for matcher in matchers]
+            or [np.zeros((0, _GRAM_KEYS_PER_TERM), dtype=np.intp)]
+        )
+        # row of ``keys`` -> (matcher id, term position)
+        self.owners = [(id(m), position) for m in matchers for position in m.gated]
+        self.untouched = {id(matcher): matcher.always_tried for matcher in matchers}
+
+    def possible(self, table: np.ndarray) -> dict[int, list[int]]:
+        """Each matcher's ``possible(table)``, by matcher id."""
+        gated: dict[int, list[int]] = {}
+        for row in _rows_all_set(table, self.keys):
+            key, position = self.owners[row]
+            gated.setdefault(key, []).append(position)
+        result = dict(self.untouched)
+        for key, positions in gated.items():
+            result[key] = self.matchers[key].with_always_tried(positions)
+        return result
+
+
+_batches: dict[int, tuple[Topics, _MatcherBatch]] = {}  # id(topics) -> (topics, its batch)
+
+
+def _batch_for(topics: Topics) -> _MatcherBatch:
+    """The batch of every matcher the topics use, made once per topics object. A matcher the
+    batch lacks (a group changed later) is still checked, on its own."""
+    entry = _batches.get(id(topics))
+    if entry is None or entry[0] is not topics:
+        matchers = [
+            matcher
+            for topic in topics.topics
+            for group in topic.groups
+            for matcher in (group.matcher, group.exclude_matcher)
+        ] + [organisation.matcher for organisation in topics.organisations]
+        batch = _MatcherBatch(tuple(dict.fromkeys(m for m in matchers if m is not None)))
+        while len(_batches) >= 8:
+            _batches.pop(next(iter(_batches)))
+        entry = _batches[id(topics)] = (topics, batch)
+    return entry[1]
 
 
 @lru_cache(maxsize=256)
@@ -393,6 +537,8 @@ def compile_terms(terms: list[Term]) -> TermMatcher:
 
 def normalise_for_matching(text: str) -> str:
     """Full-width ASCII to ASCII, one character for one, so offsets stay valid."""
+    if text.isascii() or not _FULLWIDTH_CHARS.search(text):
+        return text
     return text.translate(_FULLWIDTH)
 
 
@@ -403,37 +549,66 @@ class Match:
     field: str  # "title" | "text"
     start: int
     end: int
-    sentence: int
+    source: _Field = field(repr=False, compare=False)
+
+    @property
+    def sentence(self) -> int:
+        """Counted only when asked: only groups that must meet need it."""
+        return self.source.sentence_of(self.start)
 
 
 class _Field:
-    """One field of an article prepared for matching: normalised text and sentence starts."""
+    """One field of an article prepared for matching: normalised text, its lowercase copy, and
+    (when first needed) its n-gram table, the spans of each matcher and its sentence ends."""
 
-    def __init__(self, name: str, text: str) -> None:
+    def __init__(self, name: str, text: str, batch: _MatcherBatch | None = None) -> None:
         self.name = name
         self.text = text or ""
         self.matchable = normalise_for_matching(self.text)
         self.lowered = self.matchable.lower()  # only asked "is this substring here at all?"
         self.found: dict[int, list[tuple[int, int, int]]] = {}  # matcher id -> its spans here
-        self.sentence_ends = [m.end() for m in _SENTENCE_END.finditer(self.matchable)]
-        self.tables: tuple[np.ndarray, np.ndarray] | None = None  # made on first use
+        self.batch = batch
+        self._possible: dict[int, list[int]] | None = None  # the batch's verdicts, made once
+        self._table: np.ndarray | None = None
+        self._in_place: bool | None = None
+        self._sentence_ends: list[int] | None = None
 
     def spans(self, matcher: TermMatcher) -> list[tuple[int, int, int]]:
         """The matcher's spans in this field, found once however many groups share it."""
-        if id(matcher) not in self.found:
-            if self.tables is None:
-                self.tables = (gram_table(self.matchable), gram_table(self.lowered))
-            self.found[id(matcher)] = matcher.spans(self.matchable, self.lowered, self.tables)
-        return self.found[id(matcher)]
+        key = id(matcher)
+        if key not in self.found:
+            if self._in_place is None:
+                self._in_place = _folds_in_place(self.matchable, self.lowered)
+            self.found[key] = matcher.spans_among(
+                self._possible_terms(matcher), self.matchable, self.lowered, self._in_place
+            )
+        return self.found[key]
+
+    def _possible_terms(self, matcher: TermMatcher) -> list[int]:
+        if self._table is None:
+            self._table = gram_table(self.lowered)
+        if self.batch is None or id(matcher) not in self.batch.matchers:
+            return matcher.possible(self._table)
+        if self._possible is None:
+            self._possible = self.batch.possible(self._table)
+        return self._possible[id(matcher)]
 
     def sentence_of(self, offset: int) -> int:
-        return bisect.bisect_right(self.sentence_ends, offset)
+        if self._sentence_ends is None:
+            ends = _finditer_from(_SENTENCE_END, _SENTENCE_MARKS, self.matchable)
+            self._sentence_ends = [m.end() for m in ends]
+        return bisect.bisect_right(self._sentence_ends, offset)
 
     def snippet(self, start: int, end: int) -> str:
         left = max(0, start - SNIPPET_CHARS)
         right = min(len(self.text), end + SNIPPET_CHARS)
         around = " ".join(self.text[left:right].split())
         return ("…" if left else "") + around + ("…" if right < len(self.text) else "")
+
+
+def _fields(title: str | None, text: str | None, topics: Topics) -> list[_Field]:
+    batch = _batch_for(topics)
+    return [_Field("title", title or "", batch), _Field("text", text or "", batch)]
 
 
 def find_group(group: TermGroup, fields: list[_Field]) -> list[Match]:
@@ -447,10 +622,7 @@ def find_group(group: TermGroup, fields: list[_Field]) -> list[Match]:
             if any(s < end and start < e for s, e, _ in masked):
                 continue
             term = group.terms[index]
-            found.append(
-                Match(term, group.name, article_field.name, start, end,
-                      article_field.sentence_of(start))
-            )  # fmt: skip
+            found.append(Match(term, group.name, article_field.name, start, end, article_field))
     return found
 
 
@@ -469,7 +641,10 @@ def score_article(
     in every article: news in one language quotes names and platforms in another.
     """
     topics = topics or default_topics()
-    fields = [_Field("title", title or ""), _Field("text", text or "")]
+    return _score_fields(_fields(title, text, topics), topics)
+
+
+def _score_fields(fields: list[_Field], topics: Topics) -> list[TopicScore]:
     scores = [_score_topic(topic, fields) for topic in topics.topics]
     passed = {s.topic for s in scores if s.passed}
     by_name = {t.name: t for t in topics.topics}
@@ -511,12 +686,15 @@ def _score_topic(topic: Topic, fields: list[_Field]) -> TopicScore:
 def _meet(first: list[Match], second: list[Match], sentences: int) -> bool:
     """Do two groups meet: either in the title (which speaks for the whole article), or both
     within ``sentences`` of each other in the text?"""
+    if not first or not second:
+        return False
+    if any(m.field == "title" for m in first) or any(m.field == "title" for m in second):
+        return True
+    theirs = sorted({b.sentence for b in second})
     for a in first:
-        for b in second:
-            if "title" in (a.field, b.field):
-                return True
-            if abs(a.sentence - b.sentence) <= sentences:
-                return True
+        nearest = bisect.bisect_left(theirs, a.sentence - sentences)
+        if nearest < len(theirs) and theirs[nearest] <= a.sentence + sentences:
+            return True
     return False
 
 
@@ -563,6 +741,18 @@ _WALLET_WORDS = re.compile(
     r"アドレス|暗号資産|钱包|錢包|比特币|比特幣|地址|加密",
     re.I,
 )
+# Where a match of these patterns can start: one character (which the regex engine scans for
+# fast) and what must follow it. Trying each pattern only there spares its leading lookbehind
+# at every position of the text.
+_MATCH_STARTS = {
+    _PHONE_INTERNATIONAL: re.compile(r"\+(?=\d)"),
+    _PHONE_NATIONAL: re.compile(r"[(0](?=\d)"),
+    _PHONE_NORTH_AMERICAN: re.compile(r"[(2-9](?:(?<=\()(?=\d{3}\))|(?=\d{2}-))"),
+    _BTC_LEGACY: re.compile(r"[13](?=[1-9A-HJ-NP-Za-km-z]{25})"),
+    _TRON: re.compile(r"T(?=[1-9A-HJ-NP-Za-km-z]{33})"),
+}
+# A domain match holds a letter or digit, a dot and a letter: without one, no domain.
+_DOMAIN_HINT = re.compile(r"\.(?<=[A-Za-z0-9]\.)[A-Za-z]")
 _BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 # Top-level domains a news text plausibly names; "example" and "test" are reserved for
@@ -585,9 +775,13 @@ def extract_indicators(
 ) -> list[dict[str, str]]:
     """What investigators search for, from one article: kind, normalised value, context."""
     topics = topics or default_topics()
+    return _indicators(_fields(title, text, topics), topics, page_url)
+
+
+def _indicators(fields: list[_Field], topics: Topics, page_url: str | None) -> list[dict[str, str]]:
     found: dict[tuple[str, str], dict[str, str]] = {}
-    for article_field in (_Field("title", title or ""), _Field("text", text or "")):
-        for kind, value, start, end in _raw_indicators(article_field.matchable, topics, page_url):
+    for article_field in fields:
+        for kind, value, start, end in _raw_indicators(article_field, topics, page_url):
             found.setdefault(
                 (kind, value),
                 {"kind": kind, "value": value, "context": article_field.snippet(start, end)},
@@ -595,24 +789,23 @@ def extract_indicators(
     return list(found.values())
 
 
-def _raw_indicators(text: str, topics: Topics, page_url: str | None):
+def _raw_indicators(article_field: _Field, topics: Topics, page_url: str | None):
+    text = article_field.matchable
     emails = []
-    for hit in _EMAIL.finditer(text):
+    for hit in _EMAIL.finditer(text) if "@" in text else ():
         emails.append(hit.span())
         yield "email", hit.group().lower(), *hit.span()
     yield from _phones(text)
-    yield from _wallets(text)
+    yield from _wallets(text, article_field.lowered)
     page_host = (urlsplit(page_url).hostname or "").lower().removeprefix("www.") if page_url else ""
-    for hit in _DOMAIN.finditer(text):
+    for hit in _DOMAIN.finditer(text) if _DOMAIN_HINT.search(text) else ():
         if any(s <= hit.start() < e for s, e in emails):
             continue
         domain = hit.group(1).lower().removeprefix("www.")
         if _is_reportable_domain(domain, hit.group(2).lower(), page_host, topics):
             yield "domain", domain, *hit.span()
-    lowered = text.lower()
-    tables = (gram_table(text), gram_table(lowered)) if topics.organisations else None
     for organisation in topics.organisations:
-        spans = organisation.matcher.spans(text, lowered, tables)
+        spans = article_field.spans(organisation.matcher)
         if spans:
             yield organisation.kind, organisation.name, spans[0][0], spans[0][1]
 
@@ -622,7 +815,7 @@ def _phones(text: str):
     # Fewest digits per format: a national number shorter than 9 digits is more likely a date.
     for pattern, fewest in ((_PHONE_INTERNATIONAL, 8), (_PHONE_NATIONAL, 9),
                             (_PHONE_NORTH_AMERICAN, 10)):  # fmt: skip
-        for hit in pattern.finditer(text):
+        for hit in _finditer_from(pattern, _MATCH_STARTS[pattern], text):
             if any(s < hit.end() and hit.start() < e for s, e in taken):
                 continue
             digits = re.sub(r"\D", "", hit.group())
@@ -633,18 +826,33 @@ def _phones(text: str):
             yield "phone", value, *hit.span()
 
 
-def _wallets(text: str):
-    for hit in _ETH.finditer(text):
+def _wallets(text: str, lowered: str):
+    """Wallet addresses; ``lowered`` is ``text.lower()``, to skip patterns whose fixed part
+    (``0x``, ``bc1`` in any case) the text does not hold."""
+    for hit in _ETH.finditer(text) if "0x" in text else ():
         yield "wallet-eth", hit.group().lower(), *hit.span()
-    for hit in _BTC_BECH32.finditer(text):
+    for hit in _BTC_BECH32.finditer(text) if "bc1" in lowered else ():
         if _bech32_valid(hit.group().lower()):
             yield "wallet-btc", hit.group().lower(), *hit.span()
-    for hit in _BTC_LEGACY.finditer(text):
+    for hit in _finditer_from(_BTC_LEGACY, _MATCH_STARTS[_BTC_LEGACY], text):
         if _plausible_base58(hit.group(), text, hit.start()):
             yield "wallet-btc", hit.group(), *hit.span()
-    for hit in _TRON.finditer(text):
+    for hit in _finditer_from(_TRON, _MATCH_STARTS[_TRON], text):
         if _plausible_base58(hit.group(), text, hit.start()):
             yield "wallet-tron", hit.group(), *hit.span()
+
+
+def _finditer_from(pattern: re.Pattern[str], starts: re.Pattern[str], text: str):
+    """What ``pattern.finditer(text)`` finds, trying the pattern only where ``starts`` finds a
+    character a match can begin with (``pattern.match`` there sees the whole text, lookbehind
+    included, and finds what the scan would)."""
+    reached = 0
+    for start in starts.finditer(text):
+        if start.start() >= reached:
+            match = pattern.match(text, start.start())
+            if match:
+                reached = match.end()
+                yield match
 
 
 def _plausible_base58(candidate: str, text: str, start: int) -> bool:
@@ -709,17 +917,14 @@ def judge_article(
     """
     if not isinstance(topics, Topics):
         topics = default_topics(topics)
-    scores = score_article(title, text, language, topics)
+    fields = _fields(title, text, topics)
+    scores = _score_fields(fields, topics)
     stored = [
         {"topic": s.topic, "score": s.score, "passed": s.passed, "evidence": s.evidence}
         for s in scores
     ]
     relevant = any(s.passed for s in scores)
-    indicators = (
-        extract_indicators(title, text, page_url=page_url, language=language, topics=topics)
-        if relevant
-        else []
-    )
+    indicators = _indicators(fields, topics, page_url) if relevant else []
     return stored, relevant, indicators
 
 
@@ -729,7 +934,7 @@ class RelevancePipeline:
     Settings: ``RELEVANCE_TOPICS`` (the topics file; empty: ``NKWATCH_TOPICS``, then
     ``./topics.toml``, then the shipped file). Failed extractions pass through untouched; the
     store drops the text of articles that pass no topic. In a crawl the scoring runs in the
-    extraction workers (``pipelines.extract.worker_pool``), off the reactor thread.
+    extraction worker (``pipelines.pagework``), off the reactor thread; this pipeline counts.
     """
 
     def __init__(self, topics: Topics, stats=None, *, crawler=None, topics_file: str = "") -> None:
@@ -737,6 +942,10 @@ class RelevancePipeline:
         self.stats = stats
         self.crawler = crawler
         self.topics_file = topics_file
+        if crawler is not None:
+            from pipelines.pagework import RELEVANCE, request_stage
+
+            request_stage(crawler, RELEVANCE, topics_file)
 
     @classmethod
     def from_crawler(cls, crawler):
@@ -747,20 +956,12 @@ class RelevancePipeline:
     def process_item(self, item, spider=None):
         if item.status != "ok":
             return item
-        from pipelines.extract import worker_pool
-
-        pool = worker_pool(self.crawler)
-        args = (item.title, item.text, item.language, item.response_url or item.url)
-        if pool is None:
-            return self._apply(item, judge_article(*args, self.topics))
-        return self._judge_in_pool(pool, item, args)
-
-    async def _judge_in_pool(self, pool, item, args):
-        from pipelines.extract import run_in_pool
-
-        return self._apply(item, await run_in_pool(pool, judge_article, *args, self.topics_file))
-
-    def _apply(self, item, judged):
+        work = getattr(item, "page_work", None)
+        if work is not None and work.judged is not None:
+            judged = work.judged
+        else:
+            judged = judge_article(item.title, item.text, item.language,
+                                   item.response_url or item.url, self.topics)  # fmt: skip
         item.topic_scores, item.relevant, item.indicators = judged
         if self.stats is not None:
             self.stats.inc_value("nkwatch/relevant" if item.relevant else "nkwatch/offtopic")

@@ -9,7 +9,6 @@ is keyed on the article's ``url`` with ``ON CONFLICT DO NOTHING``, so a rerun ne
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import time
@@ -18,6 +17,7 @@ from twisted.internet import task
 
 from pipelines.corpus import shared_corpus
 from pipelines.dedupe import assign_story
+from pipelines.rawpages import pack
 
 logger = logging.getLogger(__name__)
 
@@ -123,9 +123,9 @@ def write_item(db, item, stats, *, keep_raw: bool = True, keep_offtopic_text: bo
         stats.inc_value("nkwatch/stored_relevant")
     if keep_raw and item.body:
         db.execute(
-            "INSERT INTO raw_pages (article_id, html_gz, encoding, content_type) "
+            "INSERT INTO raw_pages (article_id, html_packed, encoding, content_type) "
             "VALUES (?, ?, ?, ?)",
-            [article_id, item.raw_gz or gzip.compress(item.body, 1), item.encoding, "text/html"],
+            [article_id, item.raw_packed or pack(item.body), item.encoding, "text/html"],
         )
     for score in item.topic_scores:
         if score["passed"]:

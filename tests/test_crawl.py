@@ -177,3 +177,18 @@ def test_every_command_is_documented_in_the_readme():
             if f"`{usage}" not in readme:
                 missing.append(usage)
     assert not missing, f"commands missing from README.md: {missing}"
+
+
+def test_a_crawl_without_worker_processes_stores_the_same_corpus(demo_web, demo_sources,
+                                                                  demo_corpus, tmp_path):  # fmt: skip
+    """``EXTRACT_WORKERS=0`` runs each page's CPU work inline: same verdicts, same stories."""
+    db = tmp_path / "inline.db"
+    run_nkwatch("crawl", "--db", str(db), "--sources", str(demo_sources),
+                "--set", "EXTRACT_WORKERS=0")  # fmt: skip
+    sql = ("SELECT response_url, status, relevant, content_hash IS NOT NULL AND content_hash != '' "
+           "AS hashed FROM articles ORDER BY response_url")  # fmt: skip
+    assert [tuple(r) for r in query(db, sql)] == [tuple(r) for r in query(demo_corpus, sql)]
+    stories = "SELECT count(*) FROM stories"
+    assert query(db, stories)[0][0] == query(demo_corpus, stories)[0][0]
+    raw = "SELECT count(*) FROM raw_pages WHERE length(html_packed) > 100"
+    assert query(db, raw)[0][0] == query(db, "SELECT count(*) FROM articles")[0][0]

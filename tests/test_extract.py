@@ -14,7 +14,7 @@ import pytest
 from scrapy.utils.test import get_crawler
 
 from crawler.items import ArticleItem
-from pipelines.boilerplate import BoilerplatePipeline, SiteBoilerplates
+from pipelines.boilerplate import BUCKET_PAGES, BoilerplatePipeline, SiteBoilerplates
 from pipelines.extract import (
     EXTRACTOR_VERSION,
     apply_extraction,
@@ -184,6 +184,21 @@ def test_boilerplate_learning_is_order_free_and_spares_article_lines(golden):
     lone = SiteBoilerplates()
     lone.site("example.org").observe(results[0].text)
     assert lone.site("example.org").learned() == set()
+
+
+def test_boilerplate_counts_stay_bounded_on_a_site_with_many_pages():
+    """Captions and subheads differ on every page: a site's counts must not grow with each page
+    crawled (weeks of a busy site), and its furniture must still be learned and removed."""
+    site = SiteBoilerplates().site("busy.example")
+    furniture = ["Call our hotline 400-123-4567", "Copyright Busy Example News Group"]
+    for page in range(3000):
+        own = [f"Caption {page}-{k}: a photo of the scene" for k in range(20)]
+        site.observe("\n".join([*furniture, *own]))
+    assert len(site.line_pages) <= 20 * BUCKET_PAGES + len(furniture)
+    assert set(site.examples) == set(site.line_pages)
+    story = "The police said the callers posed as prosecutors and asked for cash in person."
+    text, removed = site.strip("\n".join([furniture[0], story, story + " Again.", furniture[1]]))
+    assert (text, removed) == (f"{story}\n{story} Again.", 2)
 
 
 def test_boilerplate_pipeline_learns_across_a_crawl_and_remembers(golden, tmp_path):

@@ -7,7 +7,6 @@ without crawling again.
 
 from __future__ import annotations
 
-import gzip
 import json
 import urllib.request
 from pathlib import Path
@@ -103,17 +102,18 @@ def reextract_corpus(db, source_names: list[str]) -> dict[str, int]:
     """Extract every stored page again, learn each site's boilerplate from all of them, update."""
     from pipelines.boilerplate import SiteBoilerplates, clean_item
     from pipelines.extract import apply_extraction, extract_article
+    from pipelines.rawpages import unpack
 
     where = f" AND a.source IN ({','.join('?' for _ in source_names)})" if source_names else ""
     rows = list(db.query(
-        "SELECT a.id, a.status, a.response_url, a.url, a.published_at, a.source, r.html_gz, "
+        "SELECT a.id, a.status, a.response_url, a.url, a.published_at, a.source, r.html_packed, "
         "r.encoding FROM articles a JOIN raw_pages r ON r.article_id = a.id "
         f"WHERE 1 = 1{where} ORDER BY a.id", source_names))  # fmt: skip
     boilerplates = SiteBoilerplates()
     items = []
     for row in rows:
         item = _Item(row)
-        apply_extraction(item, extract_article(gzip.decompress(row["html_gz"]), item.response_url,
+        apply_extraction(item, extract_article(unpack(row["html_packed"]), item.response_url,
                                                encoding=row["encoding"]))  # fmt: skip
         if item.status == "ok":
             boilerplates.site(item.response_url).observe(item.text, item.comments, item.word_count)
