@@ -26,12 +26,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from crawler.collector import tune_collector
 from pipelines.extract import MIN_WORDS, Extraction, apply_extraction, extract_article
 from pipelines.rawpages import pack
 
 logger = logging.getLogger(__name__)
 
-WORKER_MODULES = ["pipelines.pagework", "pipelines.boilerplate", "pipelines.relevance",
+WORKER_MODULES = ["crawler.cli", "pipelines.pagework", "pipelines.boilerplate", "pipelines.relevance",
                   "pipelines.dedupe"]  # fmt: skip
 _STAGES_ATTRIBUTE = "nkwatch_page_stages"
 
@@ -137,6 +138,7 @@ class PageWorkPipeline:
         self.min_words = settings.getint("EXTRACT_MIN_WORDS", MIN_WORDS)
         self.favor = settings.get("EXTRACT_FAVOR", "balanced")
         self.keep_raw = settings.getbool("STORE_KEEP_RAW", True)
+        self.gc_thresholds = [int(v) for v in settings.getlist("NKWATCH_GC_THRESHOLDS")]
         self.pool: ProcessPoolExecutor | None = None
 
     @classmethod
@@ -147,7 +149,9 @@ class PageWorkPipeline:
         if self.workers > 0:
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(WORKER_MODULES)
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=context,
+                                            initializer=tune_collector,
+                                            initargs=(self.gc_thresholds,))  # fmt: skip
 
     def close_spider(self, spider=None) -> None:
         if self.pool is not None:
