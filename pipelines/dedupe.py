@@ -59,6 +59,7 @@ _HEADER = struct.Struct("<BBHI")  # version, mode, reserved, distinct shingle co
 _MODES = {"words": 0, "chars": 1}
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _WORD = re.compile(r"\w+", re.UNICODE)
+_ASCII_NON_WORD = {code: " " for code in range(128) if not chr(code).isalnum()}
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Quoted speech, paired on one line. Quotes are left out of shingles so that two different
 # articles quoting the same long statement are not taken for copies of each other.
@@ -67,6 +68,8 @@ _QUOTED = re.compile(r'"[^"\n]*"|“[^”\n]*”|„[^“”\n]*[“”]|«[^»\
 
 def normalise_text(text: str) -> str:
     """Text as compared for exact duplicates: NFKC, case-folded, punctuation and spacing gone."""
+    if text.isascii():  # the same result without the Unicode passes, three times faster
+        return " ".join(text.lower().translate(_ASCII_NON_WORD).split())
     return _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
