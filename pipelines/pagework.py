@@ -33,7 +33,7 @@ from pipelines.rawpages import pack
 logger = logging.getLogger(__name__)
 
 WORKER_MODULES = ["crawler.cli", "pipelines.pagework", "pipelines.boilerplate", "pipelines.relevance",
-                  "pipelines.dedupe"]  # fmt: skip
+                  "pipelines.dedupe", "pipelines.reextract"]  # fmt: skip
 _STAGES_ATTRIBUTE = "nkwatch_page_stages"
 
 BOILERPLATE = "boilerplate"  # value: a callable(url) -> the site's learned line hashes
@@ -120,6 +120,19 @@ def process_page(job: PageJob) -> PageResult:
     return result
 
 
+def start_worker_pool(workers: int, gc_thresholds: list[int] | None = None) -> ProcessPoolExecutor:
+    """Worker processes forked from a server that has imported the stage modules once.
+
+    A forkserver, not a fork of the crawl: a copy of a process running a reactor, threads and an
+    open SQLite connection is not safe to run. Each worker tunes its collector first
+    (``crawler.collector``).
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_MODULES)
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=tune_collector,
+                               initargs=(gc_thresholds,))  # fmt: skip
+
+
 class PageWorkPipeline:
     """Sends each fetched page to a pool of worker processes for all of its CPU work.
 
@@ -147,11 +160,7 @@ class PageWorkPipeline:
 
     def open_spider(self, spider=None) -> None:
         if self.workers > 0:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(WORKER_MODULES)
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=context,
-                                            initializer=tune_collector,
-                                            initargs=(self.gc_thresholds,))  # fmt: skip
+            self.pool = start_worker_pool(self.workers, self.gc_thresholds)
 
     def close_spider(self, spider=None) -> None:
         if self.pool is not None:

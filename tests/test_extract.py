@@ -255,6 +255,15 @@ def test_reextract_rebuilds_text_without_network(demo_corpus, demo_web, tmp_path
     assert all(not (r["comments"] or "").startswith(("Comments (0)", "0 Comments")) for r in rows)
     found = query(copy, "SELECT count(*) AS n FROM articles_fts WHERE articles_fts MATCH 'stale'")
     assert found[0]["n"] == 0
+    farm = query(copy, "SELECT text FROM articles WHERE response_url LIKE '%phone-scams-spread%' "
+                       "AND text LIKE '%%'")  # fmt: skip
+    assert farm and all("全国咨询热线" not in r["text"] for r in farm)
+    inline = tmp_path / "inline.db"
+    with sqlite3.connect(copy) as source, sqlite3.connect(inline) as target:
+        source.backup(target)
+    run_nkwatch("reextract", "--db", str(inline), "--workers", "0")
+    texts = "SELECT id, text, flags FROM articles ORDER BY id"
+    assert [tuple(r) for r in query(inline, texts)] == [tuple(r) for r in query(copy, texts)]
 
 
 def _item(p) -> ArticleItem:

@@ -83,84 +83,33 @@ def _user_agent() -> str:
 )
 @click.option("--source", "source_names", multiple=True,
               help="Only articles of this source (repeatable).")  # fmt: skip
-def reextract(db: str, source_names: tuple[str, ...]) -> None:
+@click.option("--workers", type=int, default=None,
+              help="Worker processes for extraction (default: one per core; 0: this process).")
+def reextract(db: str, source_names: tuple[str, ...], workers: int | None) -> None:
     """Rebuild articles' clean text from the stored raw pages, without touching the network."""
+    import os
+
+    from crawler import settings
     from pipelines.corpus import open_corpus
+    from pipelines.pagework import start_worker_pool
+    from pipelines.reextract import reextract_corpus
 
     if not Path(db).exists():
         raise click.ClickException(f"no corpus at {db}: run `nkwatch crawl` or `nkwatch demo`")
     corpus = open_corpus(db)
-    counts = reextract_corpus(corpus, list(source_names))
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    pool = start_worker_pool(workers, settings.NKWATCH_GC_THRESHOLDS) if workers > 0 else None
+    try:
+        counts = reextract_corpus(corpus, list(source_names), pool=pool,
+                                  progress=lambda line: click.echo(line, err=True))  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     click.echo(
         f"Re-extracted {counts['pages']} stored pages in {db}: {counts['updated']} updated, "
         f"{counts['failed']} now failing, {counts['skipped']} kept as they were "
         f"(off-topic, duplicate or failed before); boilerplate learned for {counts['sites']} sites"
     )
-
-
-def reextract_corpus(db, source_names: list[str]) -> dict[str, int]:
-    """Extract every stored page again, learn each site's boilerplate from all of them, update."""
-    from pipelines.boilerplate import SiteBoilerplates, clean_item
-    from pipelines.extract import apply_extraction, extract_article
-    from pipelines.rawpages import unpack
-
-    where = f" AND a.source IN ({','.join('?' for _ in source_names)})" if source_names else ""
-    rows = list(db.query(
-        "SELECT a.id, a.status, a.response_url, a.url, a.published_at, a.source, r.html_packed, "
-        "r.encoding FROM articles a JOIN raw_pages r ON r.article_id = a.id "
-        f"WHERE 1 = 1{where} ORDER BY a.id", source_names))  # fmt: skip
-    boilerplates = SiteBoilerplates()
-    items = []
-    for row in rows:
-        item = _Item(row)
-        apply_extraction(item, extract_article(unpack(row["html_packed"]), item.response_url,
-                                               encoding=row["encoding"]))  # fmt: skip
-        if item.status == "ok":
-            boilerplates.site(item.response_url).observe(item.text, item.comments, item.word_count)
-        items.append((row, item))
-    counts = {"pages": len(rows), "updated": 0, "failed": 0, "skipped": 0,
-              "sites": len(boilerplates.sites)}  # fmt: skip
-    with db.atomic():
-        for row, item in items:
-            if row["status"] != "ok":
-                counts["skipped"] += 1
-                continue
-            if item.status == "ok":
-                clean_item(item, boilerplates)
-            counts["updated" if item.status == "ok" else "failed"] += 1
-            _update(db, row["id"], item)
-    boilerplates.save(db)
-    return counts
-
-
-class _Item:
-    """The fields of an ArticleItem that extraction reads and writes, for a stored article."""
-
-    def __init__(self, row) -> None:
-        self.response_url = row["response_url"] or row["url"]
-        self.hints = {"published_at": row["published_at"]}
-        self.title, self.flags, self.status, self.failure_reason = None, [], "ok", None
-        self.text = self.comments = ""
-        self.word_count = 0
-
-
-def _update(db, article_id: int, item) -> None:
-    from pipelines.dedupe import content_hash
-
-    flags = item.flags + ([f"failed: {item.failure_reason}"] if item.failure_reason else [])
-    values = {
-        "status": item.status, "text": item.text or None, "comments": item.comments or None,
-        "word_count": item.word_count, "extractor_version": item.extractor_version,
-        "flags": json.dumps(flags, ensure_ascii=False),
-        "content_hash": content_hash(item.text) if item.text else None,
-    }  # fmt: skip
-    if item.status == "ok":
-        values.update({
-            "title": item.title, "authors": json.dumps(item.authors, ensure_ascii=False),
-            "published_at": item.published_at, "modified_at": item.modified_at,
-            "language": item.language, "site_name": item.site_name,
-        })  # fmt: skip
-    db["articles"].update(article_id, values)
 
 
 COMMANDS = [extract, reextract]
