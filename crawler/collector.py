@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import gc
 
-from scrapy import signals
-from scrapy.exceptions import NotConfigured
-
 
 def tune_collector(thresholds: list[int] | tuple[int, ...] | None) -> None:
     """Freeze what is alive now and set the collector's thresholds (no-op when empty)."""
@@ -33,6 +30,9 @@ class CollectorTuning:
 
     @classmethod
     def from_crawler(cls, crawler):
+        from scrapy import signals  # here: extraction workers call tune_collector without Scrapy
+        from scrapy.exceptions import NotConfigured
+
         thresholds = crawler.settings.getlist("NKWATCH_GC_THRESHOLDS")
         if not thresholds:
             raise NotConfigured("NKWATCH_GC_THRESHOLDS is empty")

@@ -35,6 +35,7 @@ MIN_SHARE = 0.3  # ...nor one on fewer than this share of the site's pages
 MAX_LINE_CHARS = 240  # longer lines are prose; furniture is short
 MAX_REMOVED_SHARE = 0.5  # a page that would lose more of its words than this keeps them all
 SHORT_SHARE = 0.25  # a body under this share of the site's median word count is flagged
+MEDIAN_EVERY = 10  # pages between recomputations of a site's median body length
 BUCKET_PAGES = 100  # lossy counting: rare lines are forgotten every this many pages of a site
 COUNT_ERROR = 1 / BUCKET_PAGES  # ...so a kept count is short by at most this share of pages
 _WS = re.compile(r"\s+")
@@ -125,6 +126,8 @@ class SiteBoilerplate:
     undercount: dict[str, int] = field(default_factory=dict)  # how short a line's count may be
     _learned: frozenset[str] | None = None  # cached until a count or the threshold moves
     _learned_need: int = 0
+    _median: float | None = None
+    _median_pages: int = 0
 
     def observe(self, text: str, comments: str = "", word_count: int | None = None) -> None:
         """Count the lines of one page (its uncleaned extraction), once per distinct page."""
@@ -178,7 +181,15 @@ class SiteBoilerplate:
         return strip_text(text, self.learned())
 
     def median_words(self) -> float | None:
-        return statistics.median(self.word_counts) if self.word_counts else None
+        """The median body length of the site's recent pages (recomputed every few pages: over a
+        window of hundreds it barely moves, and sorting it for every page showed in profiles)."""
+        if not self.word_counts:
+            return None
+        if self._median is None or abs(self.pages - self._median_pages) >= MEDIAN_EVERY \
+                or len(self.word_counts) < 50:  # fmt: skip
+            self._median = statistics.median(self.word_counts)
+            self._median_pages = self.pages
+        return self._median
 
     def is_short(self, word_count: int) -> bool:
         """Is this body far shorter than the site's usual (once the site has enough pages)?"""

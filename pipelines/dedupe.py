@@ -31,7 +31,6 @@ import numpy as np
 import sqlite_utils
 from xxhash import xxh32_intdigest
 
-from crawler.urls import is_fetchable, url_key
 from pipelines.corpus import utc_now
 
 # --- the index layout (see the module docstring before changing any of these) ---------------
@@ -246,6 +245,8 @@ def is_same_story(similarity: Similarity, *, canonical_link: bool = False) -> bo
 
 def canonical_key(item: Any) -> str | None:
     """The item's rel=canonical (else its final URL) in ``url_key`` form, as the corpus stores it."""
+    from crawler.urls import is_fetchable, url_key  # here: extraction workers need no Scrapy
+
     base = item.response_url or item.url
     target = urljoin(base, item.canonical_url) if item.canonical_url else base
     if target and is_fetchable(target):

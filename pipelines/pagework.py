@@ -32,7 +32,7 @@ from pipelines.rawpages import pack
 
 logger = logging.getLogger(__name__)
 
-WORKER_MODULES = ["crawler.cli", "pipelines.pagework", "pipelines.boilerplate", "pipelines.relevance",
+WORKER_MODULES = ["pipelines.pagework", "pipelines.boilerplate", "pipelines.relevance",
                   "pipelines.dedupe", "pipelines.reextract"]  # fmt: skip
 _STAGES_ATTRIBUTE = "nkwatch_page_stages"
 
