@@ -23,6 +23,7 @@ import multiprocessing
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,7 +80,7 @@ class PageResult:
     extraction: Extraction
     raw_packed: bytes = b""
     page_key: str | None = None  # boilerplate: the page's identity and its countable lines
-    line_hashes: list[str] = field(default_factory=list)
+    line_hashes: list[tuple[str, str]] = field(default_factory=list)  # (hash, line as printed)
     boilerplate_removed: int = 0  # lines of learned boilerplate taken out of text/comments
     judged: tuple | None = None  # relevance: (topic scores as stored, relevant, indicators)
     content_hash: str = ""
@@ -133,6 +134,15 @@ def start_worker_pool(workers: int, gc_thresholds: list[int] | None = None) -> P
                                initargs=(gc_thresholds,))  # fmt: skip
 
 
+def warm_up(topics_file: str | None) -> None:
+    """A worker's first task, sent before any page: starting the worker processes and reading
+    the topics happen while the crawl is still fetching feeds, not while pages wait."""
+    if topics_file is not None:
+        from pipelines.relevance import default_topics
+
+        default_topics(topics_file)
+
+
 class PageWorkPipeline:
     """Sends each fetched page to a pool of worker processes for all of its CPU work.
 
@@ -161,11 +171,30 @@ class PageWorkPipeline:
     def open_spider(self, spider=None) -> None:
         if self.workers > 0:
             self.pool = start_worker_pool(self.workers, self.gc_thresholds)
+            topics_file = requested_stages(self.crawler).get(RELEVANCE)
+            for _ in range(self.workers):  # start them now, while the feeds download
+                self.pool.submit(warm_up, topics_file)
 
     def close_spider(self, spider=None) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+
+    def replace_broken_pool(self, broken: ProcessPoolExecutor, item) -> None:
+        """A worker died (killed, out of memory, a crash in a C library): the pages the pool
+        held are not stored, the pool is replaced once for the rest of the crawl, and no page
+        is retried here, since one of them may be what killed it. Each counts as a failed
+        article of its source, so the feed's validators are not saved and the next crawl
+        fetches them again."""
+        health = getattr(self.crawler.spider, "health", None)
+        if health is not None:
+            health.failed_article(item.source, item.response_url, "extraction worker died")
+        if broken is self.pool:
+            logger.error("an extraction worker died on or near %s; starting new workers",
+                         item.response_url)  # fmt: skip
+            broken.shutdown(wait=False, cancel_futures=True)
+            self.stats.inc_value("nkwatch/worker_pool_restarts")
+            self.open_spider()
 
     def job_for(self, item) -> PageJob:
         stages = requested_stages(self.crawler)
@@ -186,7 +215,14 @@ class PageWorkPipeline:
         if self.pool is None:
             result = process_page(job)
         else:
-            result = await asyncio.wrap_future(self.pool.submit(process_page, job))
+            pool = self.pool
+            try:
+                result = await asyncio.wrap_future(pool.submit(process_page, job))
+            except BrokenProcessPool:
+                from scrapy.exceptions import DropItem  # here: workers import this module too
+
+                self.replace_broken_pool(pool, item)
+                raise DropItem(f"extraction worker died while on {item.response_url}") from None
         item.raw_packed = result.raw_packed
         apply_extraction(item, result.extraction)
         item.page_work = result

@@ -150,3 +150,46 @@ def test_search_and_reads_work_while_a_crawl_writes(fresh_demo_web, tmp_path):
         child.wait(timeout=60)
     assert child.returncode == 0 and reads > 3
     assert len(query(db, "SELECT id FROM articles")) == len(web.published_articles())
+
+
+def test_a_killed_extraction_worker_costs_only_its_pages(fresh_demo_web, tmp_path):
+    """An extraction worker killed mid-crawl (the OOM killer, a crash in a C library): the crawl
+    replaces the pool and goes on; the pages it held are not stored as failures, and the next
+    crawl fetches them (the feeds' validators were not saved)."""
+    import psutil
+
+    web = fresh_demo_web
+    sources_file = save_sources(web.sources(kinds=("rss", "atom")), tmp_path / "sources.toml")
+    db = tmp_path / "worker.db"
+    slow = ["--set", "DOWNLOAD_DELAY=0.2", "--set", "CONCURRENT_REQUESTS_PER_DOMAIN=1",
+            "--set", "AUTOTHROTTLE_ENABLED=False", "--set", "EXTRACT_WORKERS=1"]  # fmt: skip
+    child = subprocess.Popen([*NKWATCH, "crawl", "--db", str(db), "--sources", str(sources_file),
+                              *slow], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    killed = []
+    deadline = time.monotonic() + 60
+    while not killed and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+        if not query_ok(db, "SELECT count(*) FROM articles", at_least=3):
+            continue  # let a few pages through first, so the kill lands mid-crawl
+        for process in psutil.Process(child.pid).children(recursive=True):
+            parent = process.parent()
+            if parent is not None and "forkserver" in " ".join(parent.cmdline()):
+                process.kill()
+                killed.append(process.pid)
+    output, _ = child.communicate(timeout=120)
+    assert killed, "no extraction worker was found to kill"
+    assert child.returncode == 0, output[-3000:]
+    assert "extraction worker died" in output
+    first = query(db, "SELECT response_url, status FROM articles")
+    assert all(row["status"] in ("ok", "offtopic") for row in first), "a dropped page was stored"
+    run_nkwatch("crawl", "--db", str(db), "--sources", str(sources_file))
+    stored = [row["response_url"] for row in query(db, "SELECT response_url FROM articles")]
+    assert sorted(stored) == sorted({web.url_of(a.key) for a in web.published_articles()})
+
+
+def query_ok(db, sql: str, at_least: int) -> bool:
+    """Does ``sql`` (a count) reach ``at_least`` yet? False while the corpus is not there."""
+    try:
+        return bool(db.exists() and query(db, sql)[0][0] >= at_least)
+    except sqlite3.Error:
+        return False
