@@ -16,8 +16,8 @@ from urllib.parse import urljoin, urlsplit
 import lxml.html
 
 from crawler import settings as defaults
+from crawler.feedreader import parse_feed
 from crawler.sources import Source
-from crawler.spiders.feeds import parse_feed
 from crawler.spiders.sitemaps import parse_sitemap
 
 MAX_BYTES = 10 * 1024 * 1024

@@ -34,7 +34,7 @@ from pipelines.rawpages import pack
 logger = logging.getLogger(__name__)
 
 WORKER_MODULES = ["pipelines.pagework", "pipelines.boilerplate", "pipelines.relevance",
-                  "pipelines.dedupe", "pipelines.reextract"]  # fmt: skip
+                  "pipelines.dedupe", "pipelines.reextract", "crawler.feedreader"]  # fmt: skip
 _STAGES_ATTRIBUTE = "nkwatch_page_stages"
 
 BOILERPLATE = "boilerplate"  # value: a callable(url) -> the site's learned line hashes
@@ -134,6 +134,31 @@ def start_worker_pool(workers: int, gc_thresholds: list[int] | None = None) -> P
                                initargs=(gc_thresholds,))  # fmt: skip
 
 
+_POOL_ATTRIBUTE = "nkwatch_worker_pool"
+
+
+def worker_pool(crawler) -> ProcessPoolExecutor | None:
+    """The crawl's worker pool (``PageWorkPipeline`` owns it), or None when work runs inline."""
+    return getattr(crawler, _POOL_ATTRIBUTE, None)
+
+
+async def run_in_workers(crawler, function, *args):
+    """``function(*args)`` in the crawl's worker pool, awaited without blocking the reactor; in
+    this process when there is no pool or it has just broken (it is being replaced)."""
+    pool = worker_pool(crawler)
+    if pool is not None:
+        try:
+            return await asyncio.wrap_future(pool.submit(function, *args))
+        except BrokenProcessPool:
+            pass
+    return function(*args)
+
+
+async def run_here(crawler, function, *args):
+    """``run_in_workers``' signature, for work too small to be worth a round trip."""
+    return function(*args)
+
+
 def warm_up(topics_file: str | None) -> None:
     """A worker's first task, sent before any page: starting the worker processes and reading
     the topics happen while the crawl is still fetching feeds, not while pages wait."""
@@ -171,6 +196,7 @@ class PageWorkPipeline:
     def open_spider(self, spider=None) -> None:
         if self.workers > 0:
             self.pool = start_worker_pool(self.workers, self.gc_thresholds)
+            setattr(self.crawler, _POOL_ATTRIBUTE, self.pool)
             topics_file = requested_stages(self.crawler).get(RELEVANCE)
             for _ in range(self.workers):  # start them now, while the feeds download
                 self.pool.submit(warm_up, topics_file)
@@ -179,6 +205,7 @@ class PageWorkPipeline:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+            setattr(self.crawler, _POOL_ATTRIBUTE, None)
 
     def replace_broken_pool(self, broken: ProcessPoolExecutor, item) -> None:
         """A worker died (killed, out of memory, a crash in a C library): the pages the pool

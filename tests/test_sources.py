@@ -10,9 +10,9 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Request
 from scrapy.utils.test import get_crawler
 
+from crawler.feedreader import parse_feed
 from crawler.middlewares import AddressGuardMiddleware
 from crawler.sources import Source, SourcesError, load_sources, parse_sources, save_sources
-from crawler.spiders.feeds import parse_feed
 from crawler.spiders.sitemaps import parse_sitemap
 from tests.conftest import query, run_nkwatch
 

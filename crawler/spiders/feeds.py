@@ -1,117 +1,16 @@
-"""RSS and Atom: the one place that parses feeds (with feedparser, from bytes Scrapy fetched)."""
+"""RSS and Atom sources: the spider that reads feeds (``crawler.feedreader``) and follows them."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urljoin
-
-import feedparser
 import scrapy
 from scrapy.http import Response
 
+from crawler.feedreader import parse_feed
 from crawler.sources import FEED_KINDS, Source
 from crawler.spiders.base import SourceSpider
-from pipelines.dates import to_utc_iso
+from pipelines.pagework import run_here, run_in_workers
 
-ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.I)
-
-
-@dataclass
-class FeedEntry:
-    link: str
-    title: str = ""
-    published_at: str | None = None
-    authors: list[str] = field(default_factory=list)
-    summary: str = ""
-
-    def hints(self) -> dict[str, Any]:
-        return {"title": self.title, "published_at": self.published_at, "authors": self.authors}
-
-
-@dataclass
-class ParsedFeed:
-    """What a feed holds, or why it is not a usable feed (``problem``)."""
-
-    title: str = ""
-    kind: str = ""
-    entries: list[FeedEntry] = field(default_factory=list)
-    problem: str | None = None
-    warning: str | None = None
-
-    @property
-    def newest(self) -> FeedEntry | None:
-        dated = [e for e in self.entries if e.published_at]
-        return max(dated, key=lambda e: e.published_at) if dated else None
-
-
-def parse_feed(body: bytes, url: str, content_type: str = "", limit: int = 500) -> ParsedFeed:
-    """Parse feed bytes; entry links are made absolute against ``url``; newest first."""
-    if not body.strip():
-        return ParsedFeed(problem="empty response")
-    if ENTITY_DECLARATION.search(body[:65536]):
-        return ParsedFeed(problem="refused: XML with entity declarations (entity expansion or "
-                          "external entity)")  # fmt: skip
-    parsed = feedparser.parse(
-        body, response_headers={"content-location": url, "content-type": content_type or "text/xml"}
-    )
-    version = parsed.get("version") or ""
-    if not version:
-        head = body[:512].lstrip().lower()
-        looks_html = head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
-        reason = "an HTML page, not a feed" if looks_html else "not an RSS/Atom feed"
-        if parsed.get("bozo"):
-            reason += f" ({_bozo_reason(parsed)})" if not looks_html else ""
-        return ParsedFeed(problem=reason)
-    entries = []
-    seen_links: set[str] = set()
-    duplicates = 0
-    for raw in parsed.entries:
-        link = raw.get("link") or _first_alternate(raw) or ""
-        if not link:
-            continue
-        if link in seen_links:
-            duplicates += 1
-            continue
-        seen_links.add(link)
-        stamp = raw.get("published_parsed") or raw.get("updated_parsed")
-        entries.append(
-            FeedEntry(
-                link=urljoin(url, link.strip()),
-                title=(raw.get("title") or "").strip(),
-                published_at=to_utc_iso(stamp) if stamp else None,
-                authors=[a.get("name") for a in raw.get("authors", []) if a.get("name")],
-                summary=(raw.get("summary") or "")[:500],
-            )
-        )
-    entries.sort(key=lambda e: e.published_at or "", reverse=True)
-    result = ParsedFeed(
-        title=(parsed.feed.get("title") or "").strip(), kind=version, entries=entries[:limit]
-    )
-    warnings = []
-    if parsed.get("bozo"):
-        warnings.append(f"malformed feed, read leniently: {_bozo_reason(parsed)}")
-    if duplicates:
-        warnings.append(f"{duplicates} duplicate entries skipped")
-    if len(entries) > limit:
-        warnings.append(f"{len(entries)} entries, cut to the newest {limit}")
-    if not entries:
-        warnings.append("feed has no entries")
-    result.warning = "; ".join(warnings) or None
-    return result
-
-
-def _bozo_reason(parsed: Any) -> str:
-    error = parsed.get("bozo_exception")
-    return f"{type(error).__name__}: {error}".splitlines()[0][:160] if error else "malformed"
-
-
-def _first_alternate(raw: Any) -> str | None:
-    for link in raw.get("links", []):
-        if link.get("rel", "alternate") == "alternate" and link.get("href"):
-            return link["href"]
-    return None
+IN_WORKER_BYTES = 64 * 1024  # feeds larger than this are parsed in an extraction worker
 
 
 class FeedSpider(SourceSpider):
@@ -125,18 +24,16 @@ class FeedSpider(SourceSpider):
             source.url, source, "feed", self.parse_feed, handle_httpstatus_list=[304]
         )
 
-    def parse_feed(self, response: Response):
+    async def parse_feed(self, response: Response):
         source = self.health.source(response.meta["nkwatch_source"])
         if response.status == 304:
             self.health.not_modified(source.name)
             return
         content_type = response.headers.get(b"Content-Type", b"").decode("latin-1")
-        feed = parse_feed(
-            response.body,
-            response.url,
-            content_type,
-            limit=self.settings.getint("NKWATCH_MAX_ENTRIES_PER_FEED"),
-        )
+        limit = self.settings.getint("NKWATCH_MAX_ENTRIES_PER_FEED")
+        # feedparser costs ~0.4 ms an entry: a big feed goes to a worker, off the reactor
+        run = run_in_workers if len(response.body) > IN_WORKER_BYTES else run_here
+        feed = await run(self.crawler, parse_feed, response.body, response.url, content_type, limit)
         if feed.problem:
             self.health.failed_source(source.name, f"{feed.problem} ({response.url})")
             return
@@ -144,4 +41,5 @@ class FeedSpider(SourceSpider):
             self.logger.warning("%s: %s", source.name, feed.warning)
         self.health.listed(source.name, response, len(feed.entries))
         links = [(entry.link, entry.hints()) for entry in feed.entries]
-        yield from self.article_requests(source, links, listed_on=response.url)
+        for request in self.article_requests(source, links, listed_on=response.url):
+            yield request

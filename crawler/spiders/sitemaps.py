@@ -11,9 +11,9 @@ import lxml.etree
 import scrapy
 from scrapy.http import Response
 
+from crawler.feedreader import ENTITY_DECLARATION
 from crawler.sources import SITEMAP_KINDS, Source
 from crawler.spiders.base import SourceSpider
-from crawler.spiders.feeds import ENTITY_DECLARATION
 from pipelines.dates import to_utc_iso
 
 MAX_CHILD_SITEMAPS = 50
