@@ -160,8 +160,8 @@ async def run_here(crawler, function, *args):
 
 
 def warm_up(topics_file: str | None) -> None:
-    """A worker's first task, sent before any page: starting the worker processes and reading
-    the topics happen while the crawl is still fetching feeds, not while pages wait."""
+    """A worker's first task, sent with the first article request: starting the worker
+    processes and reading the topics happen while that page downloads, not while pages wait."""
     if topics_file is not None:
         from pipelines.relevance import default_topics
 
@@ -191,14 +191,24 @@ class PageWorkPipeline:
 
     @classmethod
     def from_crawler(cls, crawler):
-        return cls(crawler)
+        from scrapy import signals
 
-    def open_spider(self, spider=None) -> None:
-        if self.workers > 0:
+        pipeline = cls(crawler)
+        crawler.signals.connect(pipeline.request_scheduled, signal=signals.request_scheduled)
+        return pipeline
+
+    def request_scheduled(self, request, spider=None) -> None:
+        """Start the workers with the first article request, while it downloads: a crawl that
+        finds nothing new (every feed answers 304) never starts them."""
+        if self.pool is None and request.meta.get("nkwatch_role") == "article":
+            self.start_pool()
+
+    def start_pool(self) -> None:
+        if self.workers > 0 and self.pool is None:
             self.pool = start_worker_pool(self.workers, self.gc_thresholds)
             setattr(self.crawler, _POOL_ATTRIBUTE, self.pool)
             topics_file = requested_stages(self.crawler).get(RELEVANCE)
-            for _ in range(self.workers):  # start them now, while the feeds download
+            for _ in range(self.workers):
                 self.pool.submit(warm_up, topics_file)
 
     def close_spider(self, spider=None) -> None:
@@ -221,7 +231,8 @@ class PageWorkPipeline:
                          item.response_url)  # fmt: skip
             broken.shutdown(wait=False, cancel_futures=True)
             self.stats.inc_value("nkwatch/worker_pool_restarts")
-            self.open_spider()
+            self.pool = None
+            self.start_pool()
 
     def job_for(self, item) -> PageJob:
         stages = requested_stages(self.crawler)
@@ -239,6 +250,7 @@ class PageWorkPipeline:
 
     async def process_item(self, item, spider=None):
         job = self.job_for(item)
+        self.start_pool()
         if self.pool is None:
             result = process_page(job)
         else:
