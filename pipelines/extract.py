@@ -23,7 +23,7 @@ import lxml.html
 import trafilatura
 from htmldate import find_date
 from trafilatura.settings import Extractor, use_config
-from trafilatura.utils import load_html
+from trafilatura.utils import DOCTYPE_TAG, FAULTY_HTML, HTML_PARSER, load_html
 
 from pipelines.dates import to_utc_iso
 from pipelines.decode import decode_html
@@ -206,7 +206,7 @@ def extract_article(
         return Extraction(None, "empty page")
     if _garbage_share(html[:20_000]) > 0.05:
         return Extraction(None, "not HTML: undecodable or binary content")
-    tree = load_html(html)
+    tree = parse_page(html)
     if tree is None or tree.find(".//body") is None and len(tree) < 2:
         return Extraction(None, "not HTML: no document tree")
     meta = page_metadata(tree)  # trafilatura prunes a copy: the tree itself stays untouched
@@ -239,6 +239,52 @@ def extract_article(
         url_date=url_date(url),
     )
     return Extraction(article)
+
+
+_XML_INVALID_BYTES = bytes([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20)])
+
+
+def parse_page(html: str) -> lxml.html.HtmlElement | None:
+    """The page's tree, as trafilatura's ``load_html`` builds it, a third of a millisecond sooner.
+
+    ``load_html`` first deletes the characters XML forbids with a regex scan of the whole page
+    (0.45 ms on 60 KB, a twentieth of a page's work). Most pages hold none: ``bytes.translate``
+    tells that in a quarter of the time, and only then is the rest of ``load_html`` done here,
+    in the same order: the doctype and self-closing ``<html/>`` repairs, the parse from text,
+    the parse from UTF-8 bytes when that fails, the rejection of a non-HTML fragment. A page
+    with such characters goes through ``load_html`` itself.
+    """
+    encoded = html.encode("utf-8", "surrogatepass")
+    if len(encoded.translate(None, _XML_INVALID_BYTES)) != len(encoded) \
+            or "\ufffe" in html or "\uffff" in html:  # fmt: skip
+        return load_html(html)
+    beginning = html[:50].lower()
+    if "doctype" in beginning:
+        first_line, _, rest = html.partition("\n")
+        html = DOCTYPE_TAG.sub("", first_line, count=1) + "\n" + rest
+    for line in html[:4096].splitlines()[:4]:
+        if "<html" in line and line.endswith("/>"):
+            html = FAULTY_HTML.sub(r"\1>", html, count=1)
+            break
+    tree, from_bytes = None, False
+    try:
+        tree = lxml.html.fromstring(html, parser=HTML_PARSER)
+    except ValueError:  # a str that declares its encoding: lxml wants bytes
+        tree, from_bytes = _parse_bytes(html), True
+    except Exception:  # lxml gives up on some inputs; the caller reports "no document tree"
+        tree = None
+    if (tree is None or len(tree) < 1) and not from_bytes:
+        tree = _parse_bytes(html)
+    if tree is not None and "html" not in beginning and len(tree) < 2:
+        return None  # a fragment, not a page
+    return tree
+
+
+def _parse_bytes(html: str) -> lxml.html.HtmlElement | None:
+    try:
+        return lxml.html.fromstring(html.encode("utf-8", "surrogatepass"), parser=HTML_PARSER)
+    except Exception:  # as load_html: no tree rather than an error
+        return None
 
 
 def _run_trafilatura(tree, url: str | None, favor: str):

@@ -20,6 +20,7 @@ from pipelines.extract import (
     apply_extraction,
     choose_published_at,
     extract_article,
+    parse_page,
 )
 from tests.conftest import query, run_nkwatch
 
@@ -54,6 +55,34 @@ def test_golden_f1_beats_plain_trafilatura_and_leaves_no_chrome(golden):
     plain = bench.word_scores([bench.plain_text(p) for p in pages], expected)
     assert ours[2] > plain[2], (ours, plain)
     assert bench.chrome_leaks(texts, pages) == []
+
+
+EDGE_PAGES = [
+    "<!DOCTYPE html/>\n<html><body><p>a doctype lxml chokes on</p><p>b</p></body></html>",
+    "<html/>\n<body><p>a self-closing html tag</p></body>",
+    "<p>a fragment, not a page</p>",
+    "<?xml version='1.0' encoding='utf-8'?><html><body><p>declares its encoding</p></body></html>",
+    "<html><body>control\x00characters\x0bin\x1ftext</body></html>",
+    "<html><body>non-characters \ufffe and \uffff</body></html>",
+    "<html><body>a lone surrogate \ud800 from a broken decoder</body></html>",
+    "no markup at all",
+]
+
+
+def test_page_trees_are_the_ones_trafilatura_builds(golden):
+    """``parse_page`` skips a slow step of trafilatura's ``load_html`` when it has nothing to do:
+    the tree must be the very same, or extraction would silently change."""
+    from lxml import etree
+    from trafilatura.utils import load_html
+
+    from pipelines.decode import decode_html
+
+    pages = [decode_html(p["body"], p["encoding"]) for p in golden[0]] + EDGE_PAGES
+    for html in pages:
+        ours, theirs = parse_page(html), load_html(html)
+        assert (ours is None) == (theirs is None), html[:80]
+        if ours is not None:
+            assert etree.tostring(ours) == etree.tostring(theirs), html[:80]
 
 
 def test_golden_metadata(golden):
