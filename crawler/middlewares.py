@@ -1,4 +1,5 @@
-"""Downloader middlewares: the address guard, the seen-URL check and conditional GET."""
+"""Downloader middlewares: the address guard, the seen-URL check, conditional GET, Retry-After
+and a cheaper meta-refresh check."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from scrapy.downloadermiddlewares.redirect import (
+    MetaRefreshMiddleware as ScrapyMetaRefreshMiddleware,
+)
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
 from scrapy.exceptions import IgnoreRequest
 
@@ -167,3 +171,19 @@ def retry_after_seconds(value: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+class MetaRefreshMiddleware(ScrapyMetaRefreshMiddleware):
+    """Scrapy's meta-refresh redirects, without their cost on the pages that have none.
+
+    Scrapy decodes the whole body to look for the tag in its first 4,096 characters: a tenth of
+    a millisecond a page on the reactor thread. Those characters lie within the first 16 KB of
+    bytes in any ASCII-compatible encoding, so a page whose first 16 KB never say "refresh" has
+    no such tag there; UTF-16 pages, where the bytes would not say it, still get the full check.
+    """
+
+    def process_response(self, request, response, spider=None):
+        head = response.body[:16384]
+        if b"refresh" not in head.lower() and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return response
+        return super().process_response(request, response, spider)

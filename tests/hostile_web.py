@@ -67,6 +67,7 @@ CASES: dict[str, Case] = {
     "server-errors": Case("/feeds/errors.xml", "rss", "HTTP 50", "500, 502 and 503 pages"),
     "reset-mid-body": Case("/feeds/reset.xml", "rss", ("ResponseFailed", "timed out", "onnection"), "a connection reset mid-body"),
     "robots-disallow": Case("/feeds/robots.xml", "rss", "robots.txt", "a site whose robots.txt forbids all"),
+    "meta-refresh": Case("/feeds/refresh.xml", "rss", "stored", "a page that moves on by <meta http-equiv=refresh>"),
     "not-found-feed": Case("/feeds/gone.xml", "rss", "HTTP 404", "a feed that is gone"),
 }  # fmt: skip
 GOOD_FEED = "/feeds/good.xml"
@@ -148,6 +149,7 @@ class HostileWeb:
             "/feeds/errors.xml": rss([(f"e{c}", f"/pages/error-{c}.html") for c in (500, 502, 503)]),
             "/feeds/reset.xml": rss([("reset", "/pages/reset.html")]),
             "/feeds/robots.xml": rss([("r", "/pages/ok-3.html")]),
+            "/feeds/refresh.xml": rss([("moved", "/pages/refresh.html")]),
             GOOD_FEED: rss([(f"good {i}", f"/pages/good-{i}.html") for i in range(3)]),
         }  # fmt: skip
         return pages.get(path)
@@ -214,6 +216,10 @@ class HostileWeb:
                     return self.reply(int(name[6:9]), b"<html>error</html>", "text/html")
                 if name == "reset.html":
                     return self.reset()
+                if name == "refresh.html":
+                    body = (b"<html><head><meta http-equiv='Refresh' content='0; url=/pages/"
+                            b"refreshed-story.html'></head><body>Moved.</body></html>")  # fmt: skip
+                    return self.reply(200, body, "text/html; charset=utf-8")
                 return self.reply(
                     200,
                     article(name.replace("-", " ").title()).encode(),
