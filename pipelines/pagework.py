@@ -18,9 +18,12 @@ constructor; a stage nobody registered is not run. With ``EXTRACT_WORKERS = 0`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
+import sys
+import types
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -121,6 +124,31 @@ def process_page(job: PageJob) -> PageResult:
     return result
 
 
+@contextlib.contextmanager
+def main_module_hidden():
+    """Spawn worker processes that do not import the crawl's main module.
+
+    A spawned process re-runs the parent's ``__main__`` (here the ``nkwatch`` command, or
+    ``scrapy``) so that functions defined there can be unpickled; ours are not, and importing
+    the command line pulls Scrapy and Twisted into every worker: 0.3 s of CPU and 20 MB each.
+    A stand-in ``__main__`` with no file and no spec makes multiprocessing skip that step.
+    """
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def spawn_workers(pool: ProcessPoolExecutor, workers: int, topics_file: str | None = None) -> None:
+    """Start the pool's processes now (a pool starts one per submitted task, as needed), each
+    with a first task that reads the topics, and without the crawl's main module."""
+    with main_module_hidden():
+        for _ in range(workers):
+            pool.submit(warm_up, topics_file)
+
+
 def start_worker_pool(workers: int, gc_thresholds: list[int] | None = None) -> ProcessPoolExecutor:
     """Worker processes forked from a server that has imported the stage modules once.
 
@@ -207,9 +235,7 @@ class PageWorkPipeline:
         if self.workers > 0 and self.pool is None:
             self.pool = start_worker_pool(self.workers, self.gc_thresholds)
             setattr(self.crawler, _POOL_ATTRIBUTE, self.pool)
-            topics_file = requested_stages(self.crawler).get(RELEVANCE)
-            for _ in range(self.workers):
-                self.pool.submit(warm_up, topics_file)
+            spawn_workers(self.pool, self.workers, requested_stages(self.crawler).get(RELEVANCE))
 
     def close_spider(self, spider=None) -> None:
         if self.pool is not None:

@@ -91,7 +91,7 @@ def reextract(db: str, source_names: tuple[str, ...], workers: int | None) -> No
 
     from crawler import settings
     from pipelines.corpus import open_corpus
-    from pipelines.pagework import start_worker_pool
+    from pipelines.pagework import spawn_workers, start_worker_pool
     from pipelines.reextract import reextract_corpus
 
     if not Path(db).exists():
@@ -99,6 +99,8 @@ def reextract(db: str, source_names: tuple[str, ...], workers: int | None) -> No
     corpus = open_corpus(db)
     workers = (os.cpu_count() or 1) if workers is None else workers
     pool = start_worker_pool(workers, settings.NKWATCH_GC_THRESHOLDS) if workers > 0 else None
+    if pool is not None:
+        spawn_workers(pool, workers)
     try:
         counts = reextract_corpus(corpus, list(source_names), pool=pool,
                                   progress=lambda line: click.echo(line, err=True))  # fmt: skip
