@@ -25,7 +25,8 @@ NKWATCH_LOG_SUMMARY = True  # log the closing summary (the CLI prints it itself)
 NKWATCH_RUN_ID = 0  # the daemon's runs row this crawl fills in (0: the crawl inserts its own)
 
 EXTRACT_WORKERS = None  # worker processes for extraction; None: one per CPU core, 0: inline
-NKWATCH_GC_THRESHOLDS = [30000, 10, 10]  # crawl process and workers (crawler/collector.py)
+NKWATCH_GC_THRESHOLDS = [30000, 10, 10]  # crawl process and workers (crawler/interpreter.py)
+NKWATCH_SWITCH_INTERVAL = 0.001  # GIL switch interval of the crawl process (crawler/interpreter.py)
 EXTRACT_MIN_WORDS = 20  # a body shorter than this is a failed extraction, not an article
 EXTRACT_FAVOR = "balanced"  # "precision" | "recall" | "balanced" (trafilatura's knobs)
 
@@ -84,7 +85,7 @@ ITEM_PIPELINES = {
 }
 EXTENSIONS = {
     "crawler.summary.CrawlSummary": 500,
-    "crawler.collector.CollectorTuning": 510,
+    "crawler.interpreter.InterpreterTuning": 510,
 }
 
 # Items of one response processed in parallel. An article page yields one item, and Scrapy

@@ -30,7 +30,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from crawler.collector import tune_collector
+from crawler.interpreter import tune_collector
 from pipelines.extract import MIN_WORDS, Extraction, apply_extraction, extract_article
 from pipelines.rawpages import pack
 
@@ -154,7 +154,7 @@ def start_worker_pool(workers: int, gc_thresholds: list[int] | None = None) -> P
 
     A forkserver, not a fork of the crawl: a copy of a process running a reactor, threads and an
     open SQLite connection is not safe to run. Each worker tunes its collector first
-    (``crawler.collector``).
+    (``crawler.interpreter``).
     """
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(WORKER_MODULES)

@@ -31,7 +31,8 @@ class FeedSpider(SourceSpider):
             return
         content_type = response.headers.get(b"Content-Type", b"").decode("latin-1")
         limit = self.settings.getint("NKWATCH_MAX_ENTRIES_PER_FEED")
-        # feedparser costs ~0.4 ms an entry: a big feed goes to a worker, off the reactor
+        # feedparser costs ~0.4 ms an entry: a big feed goes to a worker, so the reactor is not
+        # held for a fifth of a second while downloads and the store wait
         run = run_in_workers if len(response.body) > IN_WORKER_BYTES else run_here
         feed = await run(self.crawler, parse_feed, response.body, response.url, content_type, limit)
         if feed.problem:
