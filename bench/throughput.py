@@ -290,6 +290,11 @@ def mb(value: int) -> str:
     return f"{value / 2**20:,.0f}"
 
 
+def per_page(cpu_s: float, pages: int) -> str:
+    """CPU milliseconds per page, or "-" for a phase that fetched none (a re-crawl)."""
+    return f"{1000 * cpu_s / pages:.1f}" if pages else "-"
+
+
 def print_result(result: PhaseResult) -> None:
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(result.requests.items()))
     print(
@@ -306,8 +311,8 @@ def print_result(result: PhaseResult) -> None:
           flush=True)  # fmt: skip
     others = result.cpu_s - result.main_cpu_s
     print(f"      CPU: main process {result.main_cpu_s:.1f}s "
-          f"({result.main_cpu_s / max(1, result.pages) * 1000:.1f} ms/page), other processes "
-          f"{others:.1f}s ({others / max(1, result.pages) * 1000:.1f} ms/page)", flush=True)  # fmt: skip
+          f"({per_page(result.main_cpu_s, result.pages)} ms/page), other processes "
+          f"{others:.1f}s ({per_page(others, result.pages)} ms/page)", flush=True)  # fmt: skip
     if result.corpus:
         print(f"      corpus: {result.corpus}", flush=True)
     if result.exit_code:
@@ -329,7 +334,7 @@ def print_summary(rounds: dict[str, list[PhaseResult]], pages: int) -> None:
     for result in results.values():
         print(
             f"  {result.name:10} {result.pages:6} {result.pages_per_s:8.1f} {result.cpu_s:7.1f} "
-            f"{1000 * result.cpu_s / max(1, result.pages):12.1f} {result.cpu_use:8.0%} "
+            f"{per_page(result.cpu_s, result.pages):>12} {result.cpu_use:8.0%} "
             f"{mb(result.peak_tree_rss):>12} {mb(result.peak_tree_pss):>7} "
             f"{result.server_cpu_s:13.1f} {result.load:5.1f}"
         )
