@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 WORKER_MODULES = ["pipelines.pagework", "pipelines.boilerplate", "pipelines.relevance",
                   "pipelines.dedupe", "pipelines.reextract", "crawler.feedreader"]  # fmt: skip
 _STAGES_ATTRIBUTE = "nkwatch_page_stages"
+_POOL_ATTRIBUTE = "nkwatch_worker_pool"
 
 BOILERPLATE = "boilerplate"  # value: a callable(url) -> the site's learned line hashes
 RELEVANCE = "relevance"  # value: the topics file setting ("" for the default search)
@@ -160,9 +161,6 @@ def start_worker_pool(workers: int, gc_thresholds: list[int] | None = None) -> P
     context.set_forkserver_preload(WORKER_MODULES)
     return ProcessPoolExecutor(workers, mp_context=context, initializer=tune_collector,
                                initargs=(gc_thresholds,))  # fmt: skip
-
-
-_POOL_ATTRIBUTE = "nkwatch_worker_pool"
 
 
 def worker_pool(crawler) -> ProcessPoolExecutor | None:
