@@ -23,6 +23,7 @@ NKWATCH_ALLOW_PRIVATE_HOSTS = False  # sources may opt in with allow_private = t
 NKWATCH_PROGRESS_SECONDS = 10.0  # a progress line this often during a crawl
 NKWATCH_LOG_SUMMARY = True  # log the closing summary (the CLI prints it itself)
 NKWATCH_RUN_ID = 0  # the daemon's runs row this crawl fills in (0: the crawl inserts its own)
+NKWATCH_PARENT_PID = 0  # the daemon's pid: the crawl closes once it is gone (crawler/parentwatch.py)
 
 EXTRACT_WORKERS = None  # worker processes for extraction; None: one per CPU core, 0: inline
 NKWATCH_GC_THRESHOLDS = [30000, 10, 10]  # crawl process and workers (crawler/interpreter.py)
@@ -86,6 +87,7 @@ ITEM_PIPELINES = {
 EXTENSIONS = {
     "crawler.summary.CrawlSummary": 500,
     "crawler.interpreter.InterpreterTuning": 510,
+    "crawler.parentwatch.ParentWatch": 520,
 }
 
 # Items of one response processed in parallel. An article page yields one item, and Scrapy

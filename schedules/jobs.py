@@ -62,7 +62,8 @@ def crawl_command(db: Path, sources_file: Path, names: list[str], run_id: int,
     command = [sys.executable, "-m", "crawler.cli", "crawl", "--db", str(db),
                "--sources", str(sources_file)]  # fmt: skip
     command += [f"--source={name}" for name in names]
-    command += [f"--set={pair}" for pair in [*settings, f"NKWATCH_RUN_ID={run_id}"]]
+    command += [f"--set={pair}" for pair in [*settings, f"NKWATCH_RUN_ID={run_id}",
+                                             f"NKWATCH_PARENT_PID={os.getpid()}"]]  # fmt: skip
     return command
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from crawler.sources import save_sources
 from schedules.adaptive import interval_minutes, next_poll_factor
+from schedules.jobs import crawl_process_alive
 from tests.conftest import NKWATCH, query, run_nkwatch
 
 SCALE = "0.05"
@@ -185,6 +186,38 @@ def test_killed_crawl_is_recorded_failed_and_the_next_run_catches_up(
     assert len(stored) == len(set(stored)), "an article was stored twice"
     assert f"crawl #{victim['id']} FAILED" in daemon.text()
     daemon.terminate()
+
+
+def test_a_crawl_closes_when_its_daemon_is_killed(fresh_demo_web, tmp_path, daemons):
+    """SIGKILL to the daemon (the OOM killer, kill -9) must not leave its crawl running on with
+    nobody to time it out or record it; the next daemon finishes the job."""
+    db = tmp_path / "corpus.db"
+    names = ["seoul-herald-all", "tokyo-report"]
+    expected = {fresh_demo_web.url_of(a.key) for a in fresh_demo_web.published_articles()
+                if a.outlet in ("seoul-herald", "tokyo-report")}  # fmt: skip
+    slow = ["--set", "DOWNLOAD_DELAY=1", "--set", "AUTOTHROTTLE_ENABLED=False",
+            "--set", "CONCURRENT_REQUESTS=1"]  # fmt: skip
+    sources = sources_of(fresh_demo_web, tmp_path, names)
+    daemon = daemons(db, sources, *slow)
+
+    def crawl_midway():
+        running = [r for r in runs(db) if r["status"] == "running" and r["pid"]]
+        return running and stored_urls(db) and running[0]
+
+    orphan = wait_for(crawl_midway, 40, "a crawl that has stored something", daemon)
+    daemon.kill()
+    wait_for(lambda: not crawl_process_alive(orphan["pid"]), 15,
+             "the crawl to close after its daemon died")  # fmt: skip
+    assert integrity(db) == "ok"
+    assert set(stored_urls(db)) < expected, "the crawl went on to the end"
+    row = query(db, "SELECT status, reason FROM runs WHERE id = ?", [orphan["id"]])[0]
+    assert row["status"] == "failed" and "parent gone" in (row["reason"] or "")
+
+    second = daemons(db, sources)
+    wait_for(lambda: set(stored_urls(db)) == expected, 60, "the next daemon to catch up", second)
+    stored = stored_urls(db)
+    assert len(stored) == len(set(stored)), "an article was stored twice"
+    second.terminate()
 
 
 def test_sigterm_mid_crawl_stops_the_daemon_cleanly(fresh_demo_web, tmp_path, daemons):
