@@ -37,7 +37,7 @@ class ParentWatch:
 
         parent_pid = crawler.settings.getint("NKWATCH_PARENT_PID")
         if not parent_pid:
-            raise NotConfigured("NKWATCH_PARENT_PID is not set")
+            raise NotConfigured  # not started by a daemon: nothing to watch, nothing to say
         watch = cls(crawler, parent_pid)
         crawler.signals.connect(watch.engine_started, signal=signals.engine_started)
         crawler.signals.connect(watch.engine_stopped, signal=signals.engine_stopped)
