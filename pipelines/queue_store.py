@@ -108,6 +108,8 @@ def renew_lease(conn, source: str, token: str, seconds: float) -> bool:
 def item_to_record(item: ArticleItem) -> dict[str, str]:
     """One stream entry's fields for a finished item."""
     fields = persistent_fields(item)
+    if fields.get("raw_packed"):  # the worker packed the page already: the writer needs no body
+        fields["body"] = b""
     for name in BYTES_FIELDS:
         fields[name] = base64.b64encode(gzip.compress(fields[name] or b"", 6)).decode("ascii")
     return {"kind": "item", "v": str(RECORD_VERSION), "source": item.source or "", "url": item.url or "",

@@ -121,7 +121,7 @@ def write_item(db, item, stats, *, keep_raw: bool = True, keep_offtopic_text: bo
         stats.inc_value("nkwatch/stored_failed")
     elif status == "ok" and item.relevant:
         stats.inc_value("nkwatch/stored_relevant")
-    if keep_raw and item.body:
+    if keep_raw and (item.raw_packed or item.body):
         db.execute(
             "INSERT INTO raw_pages (article_id, html_packed, encoding, content_type) "
             "VALUES (?, ?, ?, ?)",
