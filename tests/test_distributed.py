@@ -204,6 +204,9 @@ def test_two_workers_one_writer_store_what_one_machine_stores(
     urls = [row["url"] for row in query(corpus, "SELECT url FROM articles")]
     assert len(urls) == len(set(urls)), "an article was stored twice"
     assert set(urls) == {row["url"] for row in query(single, "SELECT url FROM articles")}
+    raw = "SELECT a.url, length(r.html_packed) > 100 AS kept FROM articles a JOIN raw_pages r " \
+          "ON r.article_id = a.id"  # fmt: skip
+    assert {r["url"] for r in query(corpus, raw) if r["kept"]} == set(urls), "raw pages kept"
     assert {r["worker"] for r in history(client) if r["status"] == "ok"} == {"w1", "w2"}
     removed = [r for r in history(client) if r["source"] == "removed-source"]
     assert removed and "'removed-source' is not in" in removed[0]["reason"]
