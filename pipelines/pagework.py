@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crawler.interpreter import tune_collector
-from pipelines.extract import MIN_WORDS, Extraction, apply_extraction, extract_article
+from pipelines.extract import (
+    MIN_WORDS,
+    Extraction,
+    apply_extraction,
+    count_words,
+    extract_article,
+)
 from pipelines.rawpages import pack
 
 logger = logging.getLogger(__name__)
@@ -108,8 +114,6 @@ def process_page(job: PageJob) -> PageResult:
             article.text, article.comments, job.learned_lines, known
         )
         if result.boilerplate_removed:
-            from pipelines.extract import count_words
-
             article.word_count = count_words(article.text)
     if job.topics_file is not None:
         from pipelines.relevance import judge_article
@@ -177,11 +181,6 @@ async def run_in_workers(crawler, function, *args):
             return await asyncio.wrap_future(pool.submit(function, *args))
         except BrokenProcessPool:
             pass
-    return function(*args)
-
-
-async def run_here(crawler, function, *args):
-    """``run_in_workers``' signature, for work too small to be worth a round trip."""
     return function(*args)
 
 

@@ -8,7 +8,7 @@ from scrapy.http import Response
 from crawler.feedreader import parse_feed
 from crawler.sources import FEED_KINDS, Source
 from crawler.spiders.base import SourceSpider
-from pipelines.pagework import run_here, run_in_workers
+from pipelines.pagework import run_in_workers
 
 IN_WORKER_BYTES = 64 * 1024  # feeds larger than this are parsed in an extraction worker
 
@@ -33,8 +33,11 @@ class FeedSpider(SourceSpider):
         limit = self.settings.getint("NKWATCH_MAX_ENTRIES_PER_FEED")
         # feedparser costs ~0.4 ms an entry: a big feed goes to a worker, so the reactor is not
         # held for a fifth of a second while downloads and the store wait
-        run = run_in_workers if len(response.body) > IN_WORKER_BYTES else run_here
-        feed = await run(self.crawler, parse_feed, response.body, response.url, content_type, limit)
+        args = (response.body, response.url, content_type, limit)
+        if len(response.body) > IN_WORKER_BYTES:
+            feed = await run_in_workers(self.crawler, parse_feed, *args)
+        else:
+            feed = parse_feed(*args)
         if feed.problem:
             self.health.failed_source(source.name, f"{feed.problem} ({response.url})")
             return
