@@ -219,6 +219,12 @@ def open_corpus(path: str | Path, *, readonly: bool = False) -> sqlite_utils.Dat
         if not path.exists():
             raise FileNotFoundError(f"no corpus at {path}: run `nkwatch crawl` or `nkwatch demo`")
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        if conn.execute("PRAGMA user_version").fetchone()[0] < len(MIGRATIONS):
+            # A file from an older nkwatch, or one whose first crawl was killed before its
+            # schema committed: bring it up to date once, so readers see every table.
+            conn.close()
+            open_corpus(path).close()
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         return sqlite_utils.Database(conn)
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite_utils.Database(path)

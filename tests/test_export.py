@@ -324,6 +324,22 @@ def test_a_bad_date_from_the_shell_is_one_line_without_traceback(demo_corpus, tm
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", [["search", "scam"], ["status"], ["stories"],
+                                     ["export", "--format", "jsonl", "--out", "{tmp}/x.jsonl"]])  # fmt: skip
+def test_readers_work_on_a_file_whose_first_crawl_died_before_its_schema(tmp_path, command):
+    """A crawl killed between creating the file and committing its schema leaves an empty
+    database; every reader must treat it as an empty corpus, not fail on a missing table."""
+    db = tmp_path / "new.db"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode = wal")
+    conn.close()
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    result = run_nkwatch(*args, "--db", str(db), check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert query(db, "SELECT count(*) AS n FROM articles")[0]["n"] == 0
+
+
 def test_an_interrupted_export_leaves_neither_file_nor_partial(tmp_path):
     out = tmp_path / "big.jsonl"
     with pytest.raises(KeyboardInterrupt), atomic_output(out) as stream:
