@@ -30,7 +30,7 @@ from pipelines.decode import decode_html
 
 logger = logging.getLogger(__name__)
 
-EXTRACTOR_VERSION = f"nkwatch-2+trafilatura-{trafilatura.__version__}"
+EXTRACTOR_VERSION = f"nkwatch-3+trafilatura-{trafilatura.__version__}"
 MIN_WORDS = 20
 MAX_HTML_BYTES = 20 * 1024 * 1024
 FALLBACK_BELOW_WORDS = 100  # a main pass shorter than this gets trafilatura's fallbacks too
@@ -48,8 +48,32 @@ related articles|most read|most viewed|popular|subscribe|sign up for our newslet
 login to leave a comment|log in to comment|leave a comment|comments|back to top|listen
 download our app|skip to content|skip to main content|cookie settings|accept cookies|accept all
 分享到|打印|返回顶部|相关新闻|热门资讯|广告|기사 공유|인쇄|댓글|関連記事|広告
+related content|contenido relacionado|noticias relacionadas|à lire aussi|lire aussi|pour lire la suite
+pour accéder en illimité|lesen sie auch|weitere beiträge aus der kolumne|czytaj także|czytaj też
 """.replace("\n", "|").split("|")
     if line.strip()
+)
+# Lines that are furniture by their shape, on any site: a cross-link to another story ("Read
+# more: <headline>", "Lea también: ...") and calls to subscribe, sign up or follow. Matched at
+# the start of a casefolded line of at most CHROME_PATTERN_MAX_WORDS words, so a sentence of the
+# story that merely mentions a newsletter is kept.
+CHROME_PATTERN_MAX_WORDS = 40
+CHROME_LINE_PATTERN = re.compile(
+    r"(?:read more|read also|also read|see also|related|more on this|watch|lea también|lea más"
+    r"|lea|mire|vea también|puedes ver|lire aussi|à lire aussi|voir aussi|lesen sie auch"
+    r"|mehr zum thema|czytaj (?:też|także|więcej)|zobacz (?:też|także)|leggi anche|leia também"
+    r"|관련\s?기사|相关阅读|延伸阅读|関連記事)\s*[:»›|]"
+    r"|subscribe (?:now|today|to)\b|sign up (?:now |today |here )?(?:to|for)\b|never miss\b"
+    r"|(?:get|receive) the\b.{0,60}\b(?:newsletter|daily edition|briefing)\b"
+    r"|follow (?:us|[^.]{1,40}?) on (?:twitter|facebook|instagram|x|linkedin|telegram|whatsapp"
+    r"|tiktok|youtube|google news)\b"
+    r"|for the latest\b.{0,80}\b(?:download|follow|subscribe)\b"
+    r"|to (?:view|read|continue reading|access) (?:the|this) (?:full |rest of the |entire )?"
+    r"(?:story|article)\b.{0,40}\bsubscri"
+    r"|if you.re (?:seeing this message|already a subscriber)"
+    r"|.{0,60}\bcopyrighted property of\b"
+    r"|[^.!?]{0,40}\bnewsletter$"
+    r"|.{0,200}\bsign up (?:here|now|today)[.!]?$"
 )
 # Phrases that betray chrome inside a kept line. Not removed (an article may quote them), but
 # an article that still contains one is flagged for a look.
@@ -321,13 +345,20 @@ def clean_lines(text: str) -> str:
     for raw in text.splitlines():
         line = raw.strip()
         folded = line.casefold().rstrip(":：")
-        if not line or folded in CHROME_LINES:
+        if not line or folded in CHROME_LINES or _chrome_by_shape(folded):
             continue
         if len(line) > 30 and folded in seen:
             continue
         seen.add(folded)
         kept.append(line)
     return "\n".join(kept)
+
+
+def _chrome_by_shape(folded: str) -> bool:
+    """A short line shaped like a cross-link or a call to subscribe (``CHROME_LINE_PATTERN``)."""
+    if CHROME_LINE_PATTERN.match(folded) is None:
+        return False
+    return folded.count(" ") < CHROME_PATTERN_MAX_WORDS
 
 
 def clean_comments(text: str) -> str:

@@ -177,6 +177,35 @@ def test_broken_markup_still_gives_clean_text():
     assert "<" not in article.text and "customs officers" in article.text
 
 
+def test_cross_links_and_calls_to_subscribe_are_dropped_but_story_sentences_stay():
+    """Real news pages (the extraction-dev set) put these lines inside the article body."""
+    chrome = [
+        "Read more: Looted colonial art: Germany to set up new contact office",
+        "Lea también: Impiden ingreso a Nicaragua a reportero y camarógrafo",
+        "À lire aussi » Ballonnements, lourdeurs... quel est votre profil ?",
+        "Subscribe now to our eNATION edition for the full story.",
+        "Follow The Gleaner on Twitter and Instagram @JamaicaGleaner.",
+        "Never miss the latest news by signing up to our newsletter today!",
+        "To view the full story, please subscribe to The Haitian Times.",
+    ]
+    kept = [
+        "The caller told her to subscribe to a fake investment newsletter and wire the money.",
+        "Related: the police say the same group ran a second call centre in Shenyang, where "
+        + "more than forty people answered phones in shifts around the clock for months, "
+        + "reading from scripts that named real prosecutors and real case numbers to make "
+        + "victims believe the threats were genuine and urgent.",
+    ]
+    paragraphs = [ARTICLE, *(f"<p>{line}</p>" for line in chrome + kept)]
+    body = f"<html><body><article>{''.join(paragraphs)}</article></body></html>"
+    article = extract_article(body.encode(), "https://example.org/a.html").article
+    assert article is not None and "customs officers" in article.text
+    lines = article.text.splitlines()
+    for line in chrome:
+        assert line not in lines
+    for line in kept:
+        assert line in lines
+
+
 def test_dates_cross_checked():
     now = datetime(2025, 1, 10, tzinfo=UTC)
     chosen, flags = choose_published_at("2026-01-01T00:00:00Z", feed_at="2025-01-09T08:00:00Z",
