@@ -69,7 +69,9 @@ def parse_feed(body: bytes, url: str, content_type: str = "", limit: int = 500) 
     seen_links: set[str] = set()
     duplicates = 0
     for raw in parsed.entries:
-        link = raw.get("link") or _first_alternate(raw) or ""
+        # FeedBurner-style feeds link through a tracking redirect and name the article itself
+        # in feedburner:origLink: fetch that, so the stored URL is the publisher's.
+        link = raw.get("feedburner_origlink") or raw.get("link") or _first_alternate(raw) or ""
         if not link:
             continue
         if link in seen_links:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 
@@ -157,6 +158,29 @@ def test_malformed_empty_and_html_feeds_have_one_line_reasons():
         "http://x/",
     )
     assert empty.entries == [] and empty.warning == "feed has no entries"
+
+
+def test_feed_entries_link_to_the_publisher_and_are_made_absolute():
+    rss = b"""<?xml version="1.0"?><rss version="2.0"
+      xmlns:feedburner="http://rssnamespace.org/feedburner/ext/1.0"><channel><title>T</title>
+      <item><title>A</title><link>http://feedproxy.example/~r/x/~3/abc/</link>
+        <feedburner:origLink>https://news.example/a.html</feedburner:origLink></item>
+      <item><title>B</title><guid isPermaLink="true">https://news.example/b.html</guid></item>
+      <item><title>C</title><link>
+        /c.html</link></item>
+    </channel></rss>"""
+    links = {e.title: e.link for e in parse_feed(rss, "https://news.example/feed.xml").entries}
+    assert links == {"A": "https://news.example/a.html", "B": "https://news.example/b.html",
+                     "C": "https://news.example/c.html"}  # fmt: skip
+
+
+def test_a_gzipped_sitemap_file_is_read_and_a_broken_one_named():
+    xml = (b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+           b"<url><loc>https://news.example/a.html</loc></url></urlset>")  # fmt: skip
+    sitemap = parse_sitemap(gzip.compress(xml), "https://news.example/sitemap.xml.gz")
+    assert [e.loc for e in sitemap.entries] == ["https://news.example/a.html"]
+    broken = parse_sitemap(b"\x1f\x8b" + b"\x00" * 40, "https://news.example/s.xml.gz")
+    assert broken.problem.startswith("broken gzip")
 
 
 def test_sitemap_parser_never_expands_entities():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from io import BytesIO
@@ -10,6 +11,7 @@ from urllib.parse import urljoin
 import lxml.etree
 import scrapy
 from scrapy.http import Response
+from scrapy.utils.gz import gunzip
 
 from crawler.feedreader import ENTITY_DECLARATION
 from crawler.sources import SITEMAP_KINDS, Source
@@ -17,6 +19,8 @@ from crawler.spiders.base import SourceSpider
 from pipelines.dates import to_utc_iso
 
 MAX_CHILD_SITEMAPS = 50
+MAX_SITEMAP_BYTES = 50 * 1024 * 1024  # the sitemaps.org limit for one uncompressed file
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -54,6 +58,13 @@ def parse_sitemap(body: bytes, url: str) -> ParsedSitemap:
     """Parse sitemap XML without resolving entities, DTDs or anything on the network."""
     if not body.strip():
         return ParsedSitemap(problem="empty response")
+    if body[:2] == GZIP_MAGIC:  # sitemap.xml.gz served as a file, not as Content-Encoding
+        try:
+            body = gunzip(body, max_size=MAX_SITEMAP_BYTES)
+        except ValueError:  # scrapy's gunzip: the size limit was reached
+            return ParsedSitemap(problem=f"gzipped sitemap over {MAX_SITEMAP_BYTES >> 20} MB")
+        except (OSError, EOFError, zlib.error) as error:
+            return ParsedSitemap(problem=f"broken gzip: {error}")
     if ENTITY_DECLARATION.search(body[:65536]):
         return ParsedSitemap(problem="refused: XML with entity declarations (entity expansion or "
                              "external entity)")  # fmt: skip
