@@ -10,23 +10,21 @@ because no single page can tell its own chrome from its story.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 import unicodedata
 from copy import copy
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import lxml.html
 import trafilatura
-from htmldate import find_date
 from trafilatura.settings import Extractor, use_config
 from trafilatura.utils import DOCTYPE_TAG, FAULTY_HTML, HTML_PARSER, load_html
 
 from pipelines.dates import to_utc_iso
 from pipelines.decode import decode_html
+from pipelines.metadata import choose_published_at, page_metadata, split_authors, url_date
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +107,6 @@ _NOT_GARBAGE_BYTES = bytes(code for code in range(256) if not _GARBAGE.match(chr
 _WS = re.compile(r"[ \t\u00a0\u3000]+")
 _CJK_CHAR = re.compile(r"[\u3040-\u9fff\uac00-\ud7a3]")
 _LATIN_WORD = re.compile(r"[^\W\d_]{2,}")
-_URL_DATE = re.compile(r"/((?:19|20)\d\d)[/-](0[1-9]|1[0-2])(?:[/-](0[1-9]|[12]\d|3[01]))?(?=[/-])")
 _SCRIPT_RANGES = {
     "ko": re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]"),
     "ja": re.compile(r"[\u3040-\u30ff]"),
@@ -460,124 +457,6 @@ def _script_language(sample: str) -> str | None:
     return None
 
 
-def split_authors(value: str | list[str] | None) -> list[str]:
-    """Author names from a byline string ("A; B", "A and B", "By A") or a list."""
-    if not value:
-        return []
-    names = value if isinstance(value, list) else re.split(r";|,| and |\|", value)
-    cleaned = [re.sub(r"^(by|written by)\s+", "", n.strip(), flags=re.I).strip() for n in names]
-    return [n for n in dict.fromkeys(cleaned) if n and len(n) < 80]
-
-
-def url_date(url: str | None) -> str | None:
-    """The date a URL path carries (``/2024/09/`` or ``/2024/09/17/``), as ``YYYY-MM(-DD)``."""
-    match = _URL_DATE.search(url or "")
-    if not match:
-        return None
-    return "-".join(part for part in match.groups() if part)
-
-
-def page_metadata(tree: lxml.html.HtmlElement) -> dict[str, Any]:
-    """Metadata as the page declares it: JSON-LD first, then Open Graph/meta tags, then markup."""
-    found: dict[str, Any] = {}
-    for ld in _json_ld_articles(tree):
-        found.setdefault("title", _text(ld.get("headline")))
-        found.setdefault("published_at", to_utc_iso(_text(ld.get("datePublished"))))
-        found.setdefault("modified_at", to_utc_iso(_text(ld.get("dateModified"))))
-        found.setdefault("authors", _ld_names(ld.get("author")))
-        publisher = ld.get("publisher")
-        if isinstance(publisher, dict):
-            found.setdefault("site_name", _text(publisher.get("name")))
-    found = {k: v for k, v in found.items() if v}
-    metas = {}
-    for node in tree.iter("meta"):
-        name = (node.get("property") or node.get("name") or node.get("itemprop") or "").lower()
-        if node.get("content") and name not in metas:
-            metas[name] = node.get("content").strip()
-    for key, names in META_NAMES.items():
-        for name in names:
-            if not found.get(key) and metas.get(name):
-                value = metas[name]
-                found[key] = to_utc_iso(value) if key.endswith("_at") else value
-    if not found.get("published_at"):
-        found["published_at"] = _markup_date(tree)
-    if not found.get("title"):
-        found["title"] = _markup_title(tree)
-    for link in tree.iter("link"):
-        if (link.get("rel") or "").lower() == "canonical" and link.get("href"):
-            found["canonical_url"] = link.get("href").strip()
-            break
-    root = tree.getroottree().getroot()
-    found["lang"] = root.get("lang") or metas.get("og:locale") or metas.get("language")
-    return {k: v for k, v in found.items() if v}
-
-
-META_NAMES = {
-    "title": ("og:title", "twitter:title", "dc.title", "headline"),
-    "published_at": ("article:published_time", "og:published_time", "datepublished",
-                     "pubdate", "publishdate", "dc.date.issued", "dc.date", "date",
-                     "sailthru.date", "parsely-pub-date"),
-    "modified_at": ("article:modified_time", "og:updated_time", "datemodified"),
-    "site_name": ("og:site_name", "application-name"),
-    "authors": ("author", "article:author", "dc.creator", "byl", "parsely-author"),
-}  # fmt: skip
-
-
-def _markup_date(tree: lxml.html.HtmlElement) -> str | None:
-    """A <time datetime> or, failing that, htmldate's fast (markup-only) search."""
-    for node in tree.iter("time"):
-        stamp = to_utc_iso(node.get("datetime"))
-        if stamp:
-            return stamp
-    try:
-        return to_utc_iso(find_date(tree, extensive_search=False, original_date=True))
-    except Exception:  # htmldate raises on odd trees; a missing date is not a failure
-        return None
-
-
-def _markup_title(tree: lxml.html.HtmlElement) -> str | None:
-    heading = next(iter(tree.iter("h1")), None)
-    if heading is not None and heading.text_content().strip():
-        return _WS.sub(" ", heading.text_content()).strip()
-    title = next(iter(tree.iter("title")), None)
-    return _WS.sub(" ", title.text_content()).strip() if title is not None else None
-
-
-def _json_ld_articles(tree: lxml.html.HtmlElement) -> list[dict[str, Any]]:
-    found = []
-    for script in tree.iter("script"):
-        if (script.get("type") or "").lower() != "application/ld+json" or not script.text:
-            continue
-        try:
-            data = json.loads(script.text)
-        except ValueError:
-            continue
-        stack = data if isinstance(data, list) else [data]
-        for entry in list(stack):
-            if isinstance(entry, dict) and isinstance(entry.get("@graph"), list):
-                stack.extend(entry["@graph"])
-        for node in stack:
-            kind = node.get("@type") if isinstance(node, dict) else None
-            kinds = kind if isinstance(kind, list) else [kind]
-            if any(isinstance(k, str) and ("Article" in k or k == "BlogPosting") for k in kinds):
-                found.append(node)
-    return found
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, list):
-        value = value[0] if value else None
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
-def _ld_names(value: Any) -> list[str] | None:
-    if not value:
-        return None
-    items = value if isinstance(value, list) else [value]
-    names = [i.get("name") if isinstance(i, dict) else str(i) for i in items]
-    return [n for n in names if isinstance(n, str) and n] or None
-
-
 def looks_binary(body: bytes) -> bool:
     """Is this an image, archive, PDF or other non-text file served as HTML?"""
     head = body[:4096]
@@ -632,56 +511,3 @@ def apply_extraction(item: Any, result: Extraction) -> None:
     item.flags = list(dict.fromkeys([*article.flags, *date_warnings]))
 
 
-def choose_published_at(
-    page_at: str | None,
-    *,
-    feed_at: str | None = None,
-    sitemap_at: str | None = None,
-    url_date: str | None = None,
-    now: datetime | None = None,
-) -> tuple[str | None, list[str]]:
-    """The publication date to store and the warnings from cross-checking every witness.
-
-    The page's own date (JSON-LD/meta/markup) wins, then the news sitemap's, then the feed's.
-    A date more than a day in the future is flagged and replaced by a witness that is not; two
-    witnesses more than two days apart, or a date outside the URL's year/month, are flagged.
-    """
-    limit = (now or datetime.now(UTC)) + timedelta(days=1)
-    witnesses = {"page": page_at, "sitemap": sitemap_at, "feed": feed_at}
-    present = {name: stamp for name, stamp in witnesses.items() if stamp}
-    flags = []
-    future = {name for name, stamp in present.items() if _moment(stamp) > limit}
-    if future:
-        flags.append("date-in-future")
-    usable = [stamp for name, stamp in present.items() if name not in future]
-    chosen = usable[0] if usable else next(iter(present.values()), None)
-    names = list(present)
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            if abs((_moment(present[first]) - _moment(present[second])).days) > 2:
-                flags.append(f"dates-disagree:{first}-{second}")
-    if chosen and url_date and not _fits_url_date(chosen, url_date):
-        flags.append("dates-disagree:url")
-    return chosen, flags
-
-
-def date_flags(published_at: str | None, listed_at: str | None) -> list[str]:
-    """Warnings for a page date checked against the feed's date (see ``choose_published_at``)."""
-    return choose_published_at(published_at, feed_at=listed_at)[1]
-
-
-def _moment(stamp: str) -> datetime:
-    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _fits_url_date(stamp: str, path_date: str) -> bool:
-    """Is the date within two days of the URL's day, or of its month when it names no day?"""
-    moment = _moment(stamp)
-    parts = [int(p) for p in path_date.split("-")]
-    first = datetime(parts[0], parts[1], parts[2] if len(parts) > 2 else 1, tzinfo=UTC)
-    if len(parts) > 2:
-        last = first + timedelta(days=1)
-    else:
-        last = (first + timedelta(days=32)).replace(day=1)
-    return first - timedelta(days=2) <= moment <= last + timedelta(days=2)

@@ -18,10 +18,10 @@ from pipelines.boilerplate import BUCKET_PAGES, BoilerplatePipeline, SiteBoilerp
 from pipelines.extract import (
     EXTRACTOR_VERSION,
     apply_extraction,
-    choose_published_at,
     extract_article,
     parse_page,
 )
+from pipelines.metadata import choose_published_at
 from tests.conftest import query, run_nkwatch
 
 ROOT = Path(__file__).resolve().parent.parent
