@@ -69,9 +69,11 @@ CHROME_LINE_PATTERN = re.compile(
     r"|to (?:view|read|continue reading|access) (?:the|this) (?:full |rest of the |entire )?"
     r"(?:story|article)\b.{0,40}\bsubscri"
     r"|if you.re (?:seeing this message|already a subscriber)"
-    r"|.{0,60}\bcopyrighted property of\b"
-    r"|[^.!?]{0,40}\bnewsletter$"
-    r"|.{0,200}\bsign up (?:here|now|today)[.!]?$"
+)
+# The same for phrases found later in the line; searched only in lines holding the cue word.
+CHROME_LINE_CUES = ("copyrighted", "newsletter", "sign up")
+CHROME_LINE_TAIL = re.compile(
+    r"\bcopyrighted property of\b|^[^.!?]{0,40}\bnewsletter$|\bsign up (?:here|now|today)[.!]?$"
 )
 # Phrases that betray chrome inside a kept line. Not removed (an article may quote them), but
 # an article that still contains one is flagged for a look.
@@ -353,9 +355,11 @@ def clean_lines(text: str) -> str:
 
 def _chrome_by_shape(folded: str) -> bool:
     """A short line shaped like a cross-link or a call to subscribe (``CHROME_LINE_PATTERN``)."""
-    if CHROME_LINE_PATTERN.match(folded) is None:
+    if folded.count(" ") >= CHROME_PATTERN_MAX_WORDS:
         return False
-    return folded.count(" ") < CHROME_PATTERN_MAX_WORDS
+    if CHROME_LINE_PATTERN.match(folded) is not None:
+        return True
+    return any(cue in folded for cue in CHROME_LINE_CUES) and bool(CHROME_LINE_TAIL.search(folded))
 
 
 def clean_comments(text: str) -> str:
