@@ -341,6 +341,38 @@ def assign_story(db: sqlite_utils.Database, article_id: int, item) -> tuple[int,
     return match.story_id, False
 
 
+def refresh_signature(db: sqlite_utils.Database, article_id: int, text: str) -> bool:
+    """Replace a stored article's signature and LSH buckets after its text changed.
+
+    The story it belongs to stays: story ids are what users cite and export cursors follow,
+    so a new text only changes how later copies are matched against it. The old buckets are
+    found from the old signature (index probes, no scan of the bucket table). Returns whether
+    the article had a signature to refresh.
+    """
+    row = db.execute(
+        "SELECT signature, matched_by FROM dedupe_signatures WHERE article_id = ?", [article_id]
+    ).fetchone()
+    if row is None:
+        return False
+    old = Signature.from_bytes(row[0])
+    if old is not None:
+        db.conn.executemany(
+            "DELETE FROM dedupe_buckets WHERE band = ? AND bucket = ? AND article_id = ?",
+            [(band, bucket, article_id) for band, bucket in old.buckets()],
+        )
+    signature = text_signature(text) if text else b""
+    db.execute(
+        "UPDATE dedupe_signatures SET signature = ? WHERE article_id = ?", [signature, article_id]
+    )
+    new = Signature.from_bytes(signature)
+    if new is not None and row[1] != "exact":  # as assign_story: an exact copy adds no buckets
+        db.conn.executemany(
+            "INSERT OR IGNORE INTO dedupe_buckets (band, bucket, article_id) VALUES (?, ?, ?)",
+            [(band, bucket, article_id) for band, bucket in new.buckets()],
+        )
+    return True
+
+
 def _match_by_canonical(db, article_id: int, item, signature: Signature | None) -> Match | None:
     """The same page under another URL: rel=canonical names a stored article, or one names us.
 

@@ -2,7 +2,9 @@
 
 Two passes, so that every page is cleaned with what its whole site teaches: the first extracts
 every stored page in the worker pool (both cores) and counts each site's lines; the second
-removes the learned lines and updates the articles in batched transactions. Between the two,
+removes the learned lines and updates the articles in batched transactions, judging each new
+text against the topics again (scores, evidence and indicators replaced) and refreshing its
+near-duplicate signature. Stories stay as they are: their ids are what users cite. Between the two,
 the extractions wait in a temporary table on disk, not in memory, so a corpus of a million
 pages re-extracts in the memory of a thousand. Pages are read in id order, a batch at a time.
 """
@@ -15,8 +17,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pipelines.boilerplate import SiteBoilerplates, clean_item, page_lines
+from pipelines.dedupe import content_hash, refresh_signature
 from pipelines.extract import ExtractedArticle, Extraction, apply_extraction, extract_article
 from pipelines.rawpages import unpack
+from pipelines.relevance import Topics, judge_article, load_topics
+from pipelines.store import write_judgement
 
 READ_BATCH = 200  # stored pages read (and sent to the workers) at a time
 PROGRESS_SECONDS = 5.0
@@ -43,12 +48,15 @@ class StoredArticle:
 
 
 def reextract_corpus(
-    db, source_names: list[str], *, pool=None, progress: Callable[[str], None] | None = None
+    db, source_names: list[str], *, pool=None, progress: Callable[[str], None] | None = None,
+    topics: Topics | None = None,
 ) -> dict[str, int]:
     """Extract every stored page again, learn each site's boilerplate from all of them, update
-    the articles whose text is kept. ``pool``: an executor (None: extract in this process)."""
+    the articles whose text is kept. ``pool``: an executor (None: extract in this process);
+    ``topics``: what the new texts are judged against (None: the topics a crawl would use)."""
     boilerplates = SiteBoilerplates()
-    counts = {"pages": 0, "updated": 0, "failed": 0, "skipped": 0}
+    topics = topics or load_topics()
+    counts = {"pages": 0, "updated": 0, "failed": 0, "skipped": 0, "relevance_changed": 0}
     total = _count_pages(db, source_names)
     db.execute("CREATE TEMP TABLE IF NOT EXISTS reextracted (id INTEGER PRIMARY KEY, "
                "url TEXT, published_at TEXT, result TEXT)")  # fmt: skip
@@ -72,30 +80,50 @@ def reextract_corpus(
         if progress and time.monotonic() - shown >= PROGRESS_SECONDS:
             progress(f"extracted {counts['pages']:,} of {total:,} stored pages")
             shown = time.monotonic()
-    _update_articles(db, boilerplates, counts)
+    _update_articles(db, boilerplates, topics, counts)
     db.execute("DROP TABLE temp.reextracted")
     boilerplates.save(db)
     counts["sites"] = len(boilerplates.sites)
     return counts
 
 
-def _update_articles(db, boilerplates: SiteBoilerplates, counts: dict[str, int]) -> None:
-    """The second pass: clean each kept extraction with its site's lines, write, in batches."""
+def _update_articles(
+    db, boilerplates: SiteBoilerplates, topics: Topics, counts: dict[str, int]
+) -> None:
+    """The second pass: clean each kept extraction with its site's lines, judge it, write."""
     last = 0
     while True:
-        rows = db.execute("SELECT id, url, published_at, result FROM temp.reextracted "
-                          "WHERE id > ? ORDER BY id LIMIT ?", [last, READ_BATCH]).fetchall()  # fmt: skip
+        rows = db.execute("SELECT t.id, t.url, t.published_at, t.result, a.relevant "
+                          "FROM temp.reextracted t JOIN articles a ON a.id = t.id "
+                          "WHERE t.id > ? ORDER BY t.id LIMIT ?", [last, READ_BATCH]).fetchall()  # fmt: skip
         if not rows:
             return
         with db.atomic():
-            for article_id, url, published_at, dumped in rows:
+            for article_id, url, published_at, dumped, was_relevant in rows:
                 item = StoredArticle(url, published_at)
                 apply_extraction(item, _load(dumped))
                 if item.status == "ok":
                     clean_item(item, boilerplates)
                 counts["updated" if item.status == "ok" else "failed"] += 1
                 _update(db, article_id, item)
+                if item.status == "ok":
+                    relevant = _judge_again(db, article_id, item, topics)
+                    counts["relevance_changed"] += relevant != bool(was_relevant)
         last = rows[-1][0]
+
+
+def _judge_again(db, article_id: int, item, topics: Topics) -> bool:
+    """Scores, evidence and indicators of the new text replace the old; the signature too.
+
+    An article that no longer passes any topic keeps its text and its story here (the raw page
+    is kept either way); its ``relevant`` flag says so, and the summary counts it."""
+    scores, relevant, indicators = judge_article(
+        item.title, item.text, item.language, item.response_url, topics
+    )
+    write_judgement(db, article_id, scores, indicators, replace=True)
+    db.execute("UPDATE articles SET relevant = ? WHERE id = ?", [int(relevant), article_id])
+    refresh_signature(db, article_id, item.text)
+    return relevant
 
 
 def _count_pages(db, source_names: list[str]) -> int:
@@ -138,8 +166,6 @@ def _load(dumped: str) -> Extraction:
 
 
 def _update(db, article_id: int, item) -> None:
-    from pipelines.dedupe import content_hash
-
     flags = item.flags + ([f"failed: {item.failure_reason}"] if item.failure_reason else [])
     values = {
         "status": item.status, "text": item.text or None, "comments": item.comments or None,

@@ -130,20 +130,30 @@ def write_item(db, item, stats, *, keep_raw: bool = True, keep_offtopic_text: bo
     for score in item.topic_scores:
         if score["passed"]:
             stats.inc_value(f"nkwatch/relevant/{score['topic']}")
-        db.execute(
-            "INSERT INTO topic_scores (article_id, topic, score, passed, evidence) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [article_id, score["topic"], score["score"], int(score["passed"]),
-             json.dumps(score.get("evidence", []), ensure_ascii=False)],
-        )  # fmt: skip
-    for indicator in item.indicators:
-        db.execute(
-            "INSERT INTO indicators (article_id, kind, value, context) VALUES (?, ?, ?, ?)",
-            [article_id, indicator["kind"], indicator["value"], indicator.get("context")],
-        )
+    write_judgement(db, article_id, item.topic_scores, item.indicators)
     if status == "ok":
         story_id, new_story = assign_story(db, article_id, item)
         if new_story:
             stats.inc_value("nkwatch/new_stories")
     db.execute("DELETE FROM fetch_failures WHERE url = ?", [item.response_url])
     return True
+
+
+def write_judgement(
+    db, article_id: int, scores: list[dict], indicators: list[dict], *, replace: bool = False
+) -> None:
+    """An article's topic scores (with their evidence) and indicators; ``replace`` drops the ones
+    stored before (``nkwatch reextract`` judges the new text again)."""
+    if replace:
+        db.execute("DELETE FROM topic_scores WHERE article_id = ?", [article_id])
+        db.execute("DELETE FROM indicators WHERE article_id = ?", [article_id])
+    db.conn.executemany(
+        "INSERT INTO topic_scores (article_id, topic, score, passed, evidence) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(article_id, score["topic"], score["score"], int(score["passed"]),
+          json.dumps(score.get("evidence", []), ensure_ascii=False)) for score in scores],
+    )  # fmt: skip
+    db.conn.executemany(
+        "INSERT INTO indicators (article_id, kind, value, context) VALUES (?, ?, ?, ?)",
+        [(article_id, i["kind"], i["value"], i.get("context")) for i in indicators],
+    )

@@ -15,6 +15,7 @@ from scrapy.utils.test import get_crawler
 
 from crawler.items import ArticleItem
 from pipelines.boilerplate import BUCKET_PAGES, BoilerplatePipeline, SiteBoilerplates
+from pipelines.dedupe import Signature, text_signature
 from pipelines.extract import (
     EXTRACTOR_VERSION,
     apply_extraction,
@@ -290,14 +291,23 @@ def test_extract_command_prints_json(golden, tmp_path):
     assert failed.returncode != 0 and "Traceback" not in failed.stderr
 
 
-def test_reextract_rebuilds_text_without_network(demo_corpus, demo_web, tmp_path):
+def test_reextract_rebuilds_text_scores_and_signatures_without_network(demo_corpus, demo_web, tmp_path):
     copy = tmp_path / "copy.db"
     with sqlite3.connect(demo_corpus) as source, sqlite3.connect(copy) as target:
         source.backup(target)
+    old_text = " ".join(f"an older extraction kept chrome line {i} of the page" for i in range(60))
+    old_signature = text_signature(old_text)
     with sqlite3.connect(copy) as conn:
         conn.execute(
             "UPDATE articles SET text = 'stale', extractor_version = 'old' WHERE status = 'ok'"
         )
+        # what an older extractor left: scores, evidence and buckets of another text
+        conn.execute("UPDATE topic_scores SET evidence = '[\"stale\"]'")
+        ids = [r[0] for r in conn.execute("SELECT article_id FROM dedupe_signatures")]
+        conn.execute("UPDATE dedupe_signatures SET signature = ?", [old_signature])
+        conn.executemany("INSERT OR IGNORE INTO dedupe_buckets VALUES (?, ?, ?)",
+                         [(band, bucket, i) for i in ids
+                          for band, bucket in Signature.from_bytes(old_signature).buckets()])  # fmt: skip
     requests_before = len(demo_web.request_log)
     command = ["nkwatch", "reextract", "--db", str(copy)]
     if shutil.which("unshare") and subprocess.run(["unshare", "-rn", "true"]).returncode == 0:
@@ -313,6 +323,22 @@ def test_reextract_rebuilds_text_without_network(demo_corpus, demo_web, tmp_path
     assert all(not (r["comments"] or "").startswith(("Comments (0)", "0 Comments")) for r in rows)
     found = query(copy, "SELECT count(*) AS n FROM articles_fts WHERE articles_fts MATCH 'stale'")
     assert found[0]["n"] == 0
+    scores = query(copy, "SELECT t.score, t.evidence FROM topic_scores t "
+                         "JOIN articles a ON a.id = t.article_id WHERE a.status = 'ok'")  # fmt: skip
+    assert scores and all("stale" not in r["evidence"] for r in scores)
+    assert query(copy, "SELECT count(*) AS n FROM articles WHERE status = 'ok' AND relevant = 1 "
+                       "AND id NOT IN (SELECT article_id FROM topic_scores WHERE passed = 1)"
+                 )[0]["n"] == 0  # fmt: skip
+    signed = query(copy, "SELECT s.article_id, s.signature, s.matched_by, a.text FROM "
+                         "dedupe_signatures s JOIN articles a ON a.id = s.article_id "
+                         "WHERE a.status = 'ok'")  # fmt: skip
+    assert signed and all(r["signature"] == text_signature(r["text"]) for r in signed)
+    for row in signed:
+        stored = {(r["band"], r["bucket"]) for r in query(
+            copy, "SELECT band, bucket FROM dedupe_buckets WHERE article_id = ?", [row["article_id"]])}  # fmt: skip
+        signature = Signature.from_bytes(row["signature"])
+        expected = set(signature.buckets()) if signature and row["matched_by"] != "exact" else set()
+        assert stored == expected, f"article {row['article_id']} keeps buckets of its old text"
     farm = query(copy, "SELECT text FROM articles WHERE response_url LIKE '%phone-scams-spread%' "
                        "AND text LIKE '%%'")  # fmt: skip
     assert farm and all("全国咨询热线" not in r["text"] for r in farm)

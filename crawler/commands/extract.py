@@ -85,7 +85,11 @@ def _user_agent() -> str:
               help="Only articles of this source (repeatable).")  # fmt: skip
 @click.option("--workers", type=int, default=None,
               help="Worker processes for extraction (default: one per core; 0: this process).")
-def reextract(db: str, source_names: tuple[str, ...], workers: int | None) -> None:
+@click.option("--topics", "topics_file", default=None,
+              help="Topics file to judge the new texts against (default: as `crawl` chooses).")
+def reextract(
+    db: str, source_names: tuple[str, ...], workers: int | None, topics_file: str | None
+) -> None:
     """Rebuild articles' clean text from the stored raw pages, without touching the network."""
     import os
 
@@ -93,16 +97,21 @@ def reextract(db: str, source_names: tuple[str, ...], workers: int | None) -> No
     from pipelines.corpus import open_corpus
     from pipelines.pagework import spawn_workers, start_worker_pool
     from pipelines.reextract import reextract_corpus
+    from pipelines.relevance import load_topics
 
     if not Path(db).exists():
         raise click.ClickException(f"no corpus at {db}: run `nkwatch crawl` or `nkwatch demo`")
+    try:
+        topics = load_topics(topics_file)
+    except (OSError, ValueError) as error:  # TopicsError names the file already
+        raise click.ClickException(str(error)) from None
     corpus = open_corpus(db)
     workers = (os.cpu_count() or 1) if workers is None else workers
     pool = start_worker_pool(workers, settings.NKWATCH_GC_THRESHOLDS) if workers > 0 else None
     if pool is not None:
         spawn_workers(pool, workers)
     try:
-        counts = reextract_corpus(corpus, list(source_names), pool=pool,
+        counts = reextract_corpus(corpus, list(source_names), pool=pool, topics=topics,
                                   progress=lambda line: click.echo(line, err=True))  # fmt: skip
     finally:
         if pool is not None:
@@ -110,7 +119,8 @@ def reextract(db: str, source_names: tuple[str, ...], workers: int | None) -> No
     click.echo(
         f"Re-extracted {counts['pages']} stored pages in {db}: {counts['updated']} updated, "
         f"{counts['failed']} now failing, {counts['skipped']} kept as they were "
-        f"(off-topic, duplicate or failed before); boilerplate learned for {counts['sites']} sites"
+        f"(off-topic, duplicate or failed before); boilerplate learned for {counts['sites']} "
+        f"sites; topics judged again, relevance changed for {counts['relevance_changed']}"
     )
 
 
