@@ -16,8 +16,10 @@ def to_utc_iso(value: str | datetime | time.struct_time | None) -> str | None:
         moment = datetime(*value[:6], tzinfo=UTC)
     elif isinstance(value, datetime):
         moment = value
-    else:
+    elif isinstance(value, str):
         moment = _parse_text(value.strip())
+    else:  # a number or a structure where a page or a JSON feed should have put a date
+        return None
     if moment is None:
         return None
     if moment.tzinfo is None:

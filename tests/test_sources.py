@@ -174,6 +174,28 @@ def test_feed_entries_link_to_the_publisher_and_are_made_absolute():
                      "C": "https://news.example/c.html"}  # fmt: skip
 
 
+def test_a_json_feed_is_read_like_rss_and_broken_json_named():
+    feed = parse_feed(json.dumps({
+        "version": "https://jsonfeed.org/version/1.1", "title": "Scam watch",
+        "items": [
+            {"id": "1", "url": "/2024/05/a.html", "title": "Callers posed as prosecutors",
+             "date_published": "2024-05-01T09:00:00+09:00", "authors": [{"name": "Park"}]},
+            {"id": "2", "external_url": "https://other.example/b", "title": "IT workers",
+             "date_published": 12345, "author": {"name": "Kim"}},
+            "not an item", {"id": "3", "title": "no link"},
+        ],
+    }).encode(), "https://news.example/feed.json", "application/feed+json")  # fmt: skip
+    assert feed.problem is None and feed.title == "Scam watch"
+    assert [(e.link, e.published_at, e.authors) for e in feed.entries] == [
+        ("https://news.example/2024/05/a.html", "2024-05-01T00:00:00Z", ["Park"]),
+        ("https://other.example/b", None, ["Kim"]),
+    ]
+    assert parse_feed(b'{"items": [', "https://news.example/f.json").problem.startswith(
+        "not a feed: broken JSON"
+    )
+    assert "jsonfeed.org" in parse_feed(b'{"a": 1}', "https://news.example/f.json").problem
+
+
 def test_a_gzipped_sitemap_file_is_read_and_a_broken_one_named():
     xml = (b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
            b"<url><loc>https://news.example/a.html</loc></url></urlset>")  # fmt: skip
