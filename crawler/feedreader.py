@@ -15,7 +15,7 @@ from urllib.parse import urljoin
 
 import feedparser
 
-from pipelines.dates import to_utc_iso
+from pipelines.dates import to_local_iso, to_utc_iso
 
 ENTITY_DECLARATION = re.compile(rb"<!ENTITY", re.I)
 
@@ -27,9 +27,11 @@ class FeedEntry:
     published_at: str | None = None
     authors: list[str] = field(default_factory=list)
     summary: str = ""
+    published_local: str | None = None  # as the feed wrote it, with its UTC offset
 
     def hints(self) -> dict[str, Any]:
-        return {"title": self.title, "published_at": self.published_at, "authors": self.authors}
+        return {"title": self.title, "published_at": self.published_at, "authors": self.authors,
+                "published_local": self.published_local}  # fmt: skip
 
 
 @dataclass
@@ -81,6 +83,8 @@ def parse_feed(body: bytes, url: str, content_type: str = "", limit: int = 500) 
                 published_at=to_utc_iso(stamp) if stamp else None,
                 authors=[a.get("name") for a in raw.get("authors", []) if a.get("name")],
                 summary=(raw.get("summary") or "")[:500],
+                published_local=to_local_iso(raw.get("published") or raw.get("updated"))
+                if stamp else None,
             )
         )
     warning = f"malformed feed, read leniently: {_bozo_reason(parsed)}" if parsed.get("bozo") else None
@@ -112,6 +116,7 @@ def _parse_json_feed(body: bytes, url: str, limit: int) -> ParsedFeed:
                 published_at=to_utc_iso(item.get("date_published") or item.get("date_modified")),
                 authors=[p["name"] for p in people if isinstance(p, dict) and p.get("name")],
                 summary=str(summary)[:500],
+                published_local=to_local_iso(item.get("date_published") or item.get("date_modified")),
             )
         )
     kind = "json" + version.rstrip("/").rsplit("/", 1)[-1].replace("version", "").replace(".", "")

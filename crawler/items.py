@@ -29,7 +29,8 @@ class ArticleItem:
     # set by extract
     title: str | None = None
     authors: list[str] = field(default_factory=list)
-    published_at: str | None = None
+    published_at: str | None = None  # UTC: what dates are sorted and filtered by
+    published_local: str | None = None  # the same moment with the offset the page (feed) gave
     modified_at: str | None = None
     language: str | None = None
     canonical_url: str | None = None

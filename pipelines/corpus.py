@@ -193,12 +193,19 @@ def _m_raw_pages_packed(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE raw_pages RENAME COLUMN html_gz TO html_packed")
 
 
+def _m_published_local(db: sqlite_utils.Database) -> None:
+    """The publication time as the page wrote it, with its UTC offset, beside the UTC one that
+    sorting and filtering use: a story published at 08:00 in Seoul is dated the day it was."""
+    db["articles"].add_column("published_local", str)
+
+
 MIGRATIONS: list[Migration] = [
     _m001_core,
     _m_dedupe_lsh,
     _m_extract_boilerplate,
     _m_schedules_daemon,
     _m_raw_pages_packed,
+    _m_published_local,
 ]
 
 

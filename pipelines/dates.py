@@ -28,6 +28,19 @@ def to_utc_iso(value: str | datetime | time.struct_time | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z")
 
 
+def to_local_iso(value: str | datetime | time.struct_time | None) -> str | None:
+    """The same moment as ``to_utc_iso``, written with the UTC offset its source gave.
+
+    "2024-05-01T08:00:00+09:00" stays so, where UTC would make it 30 April: the date a reader
+    saw on the page. Stamps without an offset (and feedparser's struct_time) are UTC.
+    """
+    if isinstance(value, str) and value.strip():
+        moment = _parse_text(value.strip())
+        if moment is not None and moment.tzinfo is not None and moment.utcoffset():
+            return moment.replace(microsecond=0).isoformat()
+    return to_utc_iso(value) if isinstance(value, (str, datetime, time.struct_time)) else None
+
+
 def _parse_text(text: str) -> datetime | None:
     candidate = text.replace("Z", "+00:00").replace(" ", "T", 1) if "T" not in text else text
     candidate = candidate.replace("Z", "+00:00")

@@ -583,7 +583,8 @@ def get_story(db: sqlite_utils.Database, story_id: int) -> dict | None:
         for row in db.query(
             "SELECT a.id, a.source, a.site_name, a.url, a.response_url, a.canonical_url, a.title, "
             "a.authors, "
-            "a.published_at, a.fetched_at, a.language, d.source_trust, d.matched_by, "
+            "a.published_at, a.published_local, a.fetched_at, a.language, d.source_trust, "
+            "d.matched_by, "
             "d.similarity FROM articles a LEFT JOIN dedupe_signatures d ON d.article_id = a.id "
             "WHERE a.story_id = ? ORDER BY a.published_at IS NULL, a.published_at, a.id",
             [story_id],

@@ -55,6 +55,8 @@ ARTICLE_FIELDS = (
     ExportField("source", "string", "name of the source (feed, sitemap or section) it came from"),
     ExportField("fetched_at", TIMESTAMP, "when nkwatch fetched the page"),
     ExportField("published_at", TIMESTAMP, "publication time the page or feed gave; null if none"),
+    ExportField("published_local", "string",
+                "the same time as the page or feed wrote it, ISO 8601 with its UTC offset"),
     ExportField("story_id", "int64", "the story this article is a sighting of"),
     ExportField("title", "string", "headline"),
     ExportField("authors", "list<string>", "bylines, in page order"),
@@ -86,6 +88,7 @@ def fields_for(per: str) -> tuple[ExportField, ...]:
 
 _ARTICLE_SELECT = """
 SELECT a.id, a.response_url AS url, a.canonical_url, a.source, a.fetched_at, a.published_at,
+  a.published_local,
   a.story_id, a.title, a.authors, a.language, a.text, a.status, a.word_count,
   (SELECT json_group_object(t.topic, t.score) FROM topic_scores t
      WHERE t.article_id = a.id) AS topic_scores,

@@ -130,6 +130,7 @@ class ExtractedArticle:
     title: str | None = None
     authors: list[str] = field(default_factory=list)
     published_at: str | None = None
+    published_local: str | None = None  # the same moment with the offset the page wrote
     modified_at: str | None = None
     language: str | None = None
     canonical_url: str | None = None
@@ -253,6 +254,7 @@ def extract_article(
         title=meta.get("title"),
         authors=split_authors(meta.get("authors")),
         published_at=meta.get("published_at"),
+        published_local=meta.get("published_local"),
         modified_at=meta.get("modified_at"),
         language=detect_language(text, meta.get("lang")),
         canonical_url=meta.get("canonical_url") or url,
@@ -501,12 +503,20 @@ def apply_extraction(item: Any, result: Extraction) -> None:
     item.text, item.comments = article.text, article.comments
     item.title = article.title or hints.get("title")
     item.authors = article.authors or list(hints.get("authors") or [])
+    feed_at = to_utc_iso(hints.get("published_at"))
+    sitemap_at = to_utc_iso(hints.get("sitemap_published_at"))
     item.published_at, date_warnings = choose_published_at(
-        article.published_at,
-        feed_at=to_utc_iso(hints.get("published_at")),
-        sitemap_at=to_utc_iso(hints.get("sitemap_published_at")),
-        url_date=article.url_date,
+        article.published_at, feed_at=feed_at, sitemap_at=sitemap_at, url_date=article.url_date
     )
+    # the chosen moment as its witness wrote it; where witnesses agree, the page's words win
+    written = {}
+    for stamp, local in ((feed_at, hints.get("published_local")),
+                         (sitemap_at, hints.get("sitemap_published_local")),
+                         (article.published_at, article.published_local)):  # fmt: skip
+        if stamp and local:
+            written[stamp] = local
+    item.published_local = (written.get(item.published_at) if item.published_at else None) \
+        or item.published_at  # fmt: skip
     item.modified_at = article.modified_at
     item.language = article.language or hints.get("language")
     item.canonical_url = article.canonical_url

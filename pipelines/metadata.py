@@ -19,7 +19,7 @@ import lxml.etree
 import lxml.html
 from htmldate import find_date
 
-from pipelines.dates import to_utc_iso
+from pipelines.dates import to_local_iso, to_utc_iso
 
 _WS = re.compile(r"\s+")
 _URL_DATE = re.compile(r"/((?:19|20)\d\d)[/-](0[1-9]|1[0-2])(?:[/-](0[1-9]|[12]\d|3[01]))?(?=[/-])")
@@ -88,9 +88,12 @@ def url_date(url: str | None) -> str | None:
 def page_metadata(tree: lxml.html.HtmlElement) -> dict[str, Any]:
     """Metadata as the page declares it: JSON-LD first, then Open Graph/meta tags, then markup."""
     found: dict[str, Any] = {}
+    published: str | None = None  # the stamp as the page wrote it, for ``published_local``
     for ld in _json_ld_articles(tree):
         found.setdefault("title", _text(ld.get("headline")))
-        found.setdefault("published_at", plausible_date(_text(ld.get("datePublished"))))
+        if not found.get("published_at") and plausible_date(_text(ld.get("datePublished"))):
+            published = _text(ld.get("datePublished"))
+            found["published_at"] = plausible_date(published)
         found.setdefault("modified_at", plausible_date(_text(ld.get("dateModified"))))
         found.setdefault("authors", split_authors(_ld_names(ld.get("author"))))
         publisher = ld.get("publisher")
@@ -108,12 +111,17 @@ def page_metadata(tree: lxml.html.HtmlElement) -> dict[str, Any]:
                 value = metas[name]
                 if key.endswith("_at"):
                     found[key] = plausible_date(value)
+                    if key == "published_at" and found[key]:
+                        published = value
                 elif key == "authors":
                     found[key] = split_authors(value)
                 else:
                     found[key] = value
     if not found.get("published_at"):
-        found["published_at"] = _markup_date(tree)
+        published = _markup_date(tree)
+        found["published_at"] = plausible_date(published)
+    if found.get("published_at"):
+        found["published_local"] = to_local_iso(published)
     if not found.get("authors"):
         found["authors"] = byline_authors(tree)
     if not found.get("title"):
@@ -242,13 +250,12 @@ META_NAMES = {
 
 
 def _markup_date(tree: lxml.html.HtmlElement) -> str | None:
-    """A <time datetime> or, failing that, htmldate's fast (markup-only) search."""
+    """A <time datetime> or, failing that, htmldate's fast (markup-only) search; as written."""
     for node in tree.iter("time"):
-        stamp = plausible_date(node.get("datetime"))
-        if stamp:
-            return stamp
+        if plausible_date(node.get("datetime")):
+            return node.get("datetime")
     try:
-        return plausible_date(find_date(tree, extensive_search=False, original_date=True))
+        return find_date(tree, extensive_search=False, original_date=True)
     except Exception:  # htmldate raises on odd trees; a missing date is not a failure
         return None
 

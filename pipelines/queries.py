@@ -131,7 +131,8 @@ def _marks(values: list[Any]) -> str:
 # --- search ----------------------------------------------------------------------------------
 
 SEARCH_COLUMNS = (
-    "a.id, a.title, a.source, a.language, a.published_at, a.response_url AS url, a.story_id"
+    "a.id, a.title, a.source, a.language, a.published_at, a.published_local, "
+    "a.response_url AS url, a.story_id"
 )
 
 

@@ -43,6 +43,7 @@ class StoredArticle:
         self.response_url = url
         self.hints = {"published_at": published_at}
         self.title, self.flags, self.status, self.failure_reason = None, [], "ok", None
+        self.published_local = None
         self.text = self.comments = ""
         self.word_count = 0
 
@@ -176,7 +177,8 @@ def _update(db, article_id: int, item) -> None:
     if item.status == "ok":
         values.update({
             "title": item.title, "authors": json.dumps(item.authors, ensure_ascii=False),
-            "published_at": item.published_at, "modified_at": item.modified_at,
+            "published_at": item.published_at, "published_local": item.published_local,
+            "modified_at": item.modified_at,
             "language": item.language, "site_name": item.site_name,
         })  # fmt: skip
     db["articles"].update(article_id, values)

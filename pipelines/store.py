@@ -25,7 +25,7 @@ ARTICLE_COLUMNS = (
     "url", "response_url", "canonical_url", "source", "discovered_via", "fetched_at",
     "http_status", "status", "title", "authors", "published_at", "modified_at", "language",
     "site_name", "text", "comments", "word_count", "content_hash", "extractor_version", "flags",
-    "relevant",
+    "relevant", "published_local",
 )  # fmt: skip
 INSERT_ARTICLE = (
     f"INSERT INTO articles ({', '.join(ARTICLE_COLUMNS)}) "

@@ -107,6 +107,7 @@ def test_korean_japanese_and_chinese_pages_are_correct_unicode(demo_web, demo_co
 def test_metadata_is_stored(demo_web, demo_corpus):
     row = stored_article(demo_web, demo_corpus, "seoul-herald/phone-scams-spread-in-north-korea")
     assert row["published_at"] == "2024-09-17T03:52:55Z"
+    assert row["published_local"] == "2024-09-17T12:52:55+09:00"  # as the Seoul page wrote it
     assert json.loads(row["authors"]) == ["Yi Whan-woo"]
     assert row["language"] == "en"
     assert row["site_name"] == "The Seoul Herald"

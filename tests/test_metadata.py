@@ -84,3 +84,12 @@ def test_placeholder_dates_are_not_publication_dates():
 ])  # fmt: skip
 def test_split_authors_keeps_names_only(value, names):
     assert split_authors(value) == names
+
+
+def test_the_page_own_day_is_kept_beside_the_utc_time():
+    """A Seoul story published at 08:00 KST is 23:00 UTC the day before: both are kept."""
+    found = metadata_of(
+        '<meta property="article:published_time" content="2024-05-01T08:00:00+09:00">', ""
+    )
+    assert found["published_at"] == "2024-04-30T23:00:00Z"
+    assert found["published_local"] == "2024-05-01T08:00:00+09:00"

@@ -168,7 +168,7 @@ def search_command(query: str, db: str, limit: int, as_json: bool, **filter_para
         click.echo(f"no article matches {query!r}", err=True)
         return
     for number, hit in enumerate(hits, start=1):
-        date = (hit["published_at"] or "")[:10]
+        date = (hit["published_local"] or hit["published_at"] or "")[:10]  # the page's own day
         click.echo(f"{number:3}. {hit['title']}")
         click.echo(
             f"     {hit['source']} · {hit['language'] or '?'} · {date} · story {hit['story_id']}"

@@ -39,7 +39,8 @@ def extract(page: str, as_json: bool, encoding: str | None) -> None:
         emit_json({"url": url, **article.to_dict()})
         return
     for label, value in [("title", article.title), ("authors", ", ".join(article.authors)),
-                         ("published", article.published_at), ("modified", article.modified_at),
+                         ("published", article.published_local or article.published_at),
+                         ("modified", article.modified_at),
                          ("language", article.language), ("site", article.site_name),
                          ("canonical", article.canonical_url), ("words", article.word_count),
                          ("flags", ", ".join(article.flags))]:  # fmt: skip

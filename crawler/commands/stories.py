@@ -79,7 +79,8 @@ def story_command(db: str, story_id: int, as_json: bool) -> None:
         trust = "" if row["source_trust"] in (None, 1.0) else f" trust {row['source_trust']:g}"
         click.echo(
             f"  {'*' if row['representative'] else ' '} #{row['id']:<6} "
-            f"{row['published_at'] or 'undated':20}  {row['source']}{trust}  [{how}]"
+            f"{row['published_local'] or row['published_at'] or 'undated':25}  "
+            f"{row['source']}{trust}  [{how}]"
         )
         click.echo(f"      {row['title'] or '(untitled)'}")
         click.echo(f"      {row['response_url'] or row['url']}")

@@ -15,7 +15,7 @@ import json
 import threading
 import tomllib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -69,7 +69,11 @@ class Outlet:
     sections: list[dict[str, str]]
     feeds: list[dict[str, str]]
     news_sitemap: str | None = None
+    utc_offset_hours: int = 0  # pages write their times in the outlet's own zone, feeds in UTC
     port: int = 0
+
+    def local_time(self, stamp: str) -> datetime:
+        return _parse(stamp).astimezone(timezone(timedelta(hours=self.utc_offset_hours)))
 
     @property
     def base_url(self) -> str:
@@ -217,14 +221,14 @@ class DemoWeb:
         outlet = self.outlets[article.outlet]
         charset = article.charset or outlet.charset
         url = outlet.base_url + article.path.lstrip("/")
-        published = _parse(article.published_at)
+        published = outlet.local_time(article.published_at)
         related = [a for a in self.published_articles(outlet.name) if a.key != article.key][:4]
         values = {
             **self.common(outlet, charset, article.language),
             "title": html.escape(article.title),
             "description": html.escape(article.summary),
             "canonical_url": url,
-            "published_iso": article.published_at,
+            "published_iso": published.isoformat(),
             "published_display": published.strftime(outlet.date_format),
             "modified_iso": article.modified_at or article.published_at,
             "authors": html.escape(", ".join(article.authors)),
@@ -410,7 +414,7 @@ def _jsonld(article: DemoArticle, outlet: Outlet, url: str) -> str:
         "@context": "https://schema.org",
         "@type": "NewsArticle",
         "headline": article.title,
-        "datePublished": article.published_at,
+        "datePublished": outlet.local_time(article.published_at).isoformat(),
         "dateModified": article.modified_at or article.published_at,
         "author": [{"@type": "Person", "name": n} for n in article.authors],
         "publisher": {"@type": "Organization", "name": outlet.site_name},

@@ -16,7 +16,7 @@ from scrapy.utils.gz import gunzip
 from crawler.feedreader import ENTITY_DECLARATION
 from crawler.sources import SITEMAP_KINDS, Source
 from crawler.spiders.base import SourceSpider
-from pipelines.dates import to_utc_iso
+from pipelines.dates import to_local_iso, to_utc_iso
 
 MAX_CHILD_SITEMAPS = 50
 MAX_SITEMAP_BYTES = 50 * 1024 * 1024  # the sitemaps.org limit for one uncompressed file
@@ -30,6 +30,7 @@ class SitemapEntry:
     published_at: str | None = None
     title: str = ""
     language: str = ""
+    published_local: str | None = None  # publication_date as written, with its UTC offset
 
     @property
     def newest_date(self) -> str | None:
@@ -37,6 +38,7 @@ class SitemapEntry:
 
     def hints(self) -> dict:
         return {"title": self.title, "sitemap_published_at": self.published_at,
+                "sitemap_published_local": self.published_local,
                 "language": self.language}  # fmt: skip
 
 
@@ -92,6 +94,7 @@ def parse_sitemap(body: bytes, url: str) -> ParsedSitemap:
             loc=urljoin(url, values["loc"]),
             lastmod=to_utc_iso(values.get("lastmod")),
             published_at=to_utc_iso(values.get("publication_date")),
+            published_local=to_local_iso(values.get("publication_date")),
             title=values.get("title", ""),
             language=values.get("language", ""),
         )
