@@ -1,5 +1,5 @@
-"""Downloader middlewares: the address guard, the seen-URL check, conditional GET, Retry-After
-and a cheaper meta-refresh check."""
+"""Downloader middlewares: the address guard, the seen-URL check, conditional GET, Retry-After,
+robots.txt with its Crawl-delay, and a cheaper meta-refresh check."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from scrapy.downloadermiddlewares.redirect import (
     MetaRefreshMiddleware as ScrapyMetaRefreshMiddleware,
 )
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
+from scrapy.downloadermiddlewares.robotstxt import (
+    RobotsTxtMiddleware as ScrapyRobotsTxtMiddleware,
+)
 from scrapy.exceptions import IgnoreRequest
 
 from crawler.addresses import is_metadata_host, is_public_host
@@ -159,6 +162,47 @@ class RetryAfterMiddleware(RetryMiddleware):
             if wait and not request.meta.get("dont_retry"):
                 await asyncio.sleep(wait)
         return super().process_response(request, response)
+
+
+class RobotsTxtMiddleware(ScrapyRobotsTxtMiddleware):
+    """Scrapy's robots.txt check, and the site's ``Crawl-delay`` obeyed as well.
+
+    Scrapy reads the Crawl-delay line but does not act on it. Here it becomes the least delay
+    of the site's download slot, kept in the downloader's per-slot settings so a slot that is
+    dropped when idle comes back with it, with no jitter below it, and AutoThrottle told not to
+    lower it. Delays over ``ROBOTSTXT_MAX_CRAWL_DELAY`` (default 60 s) are capped to it: a
+    site asking for more is still crawled, slowly, and the stats say so.
+    """
+
+    def __init__(self, crawler) -> None:
+        super().__init__(crawler)
+        self.max_crawl_delay = crawler.settings.getfloat("ROBOTSTXT_MAX_CRAWL_DELAY", 60.0)
+
+    def process_request_2(self, rp, request) -> None:
+        super().process_request_2(rp, request)
+        crawl_delay = getattr(rp, "crawl_delay", None)
+        if crawl_delay is None:
+            return
+        agent = self._robotstxt_useragent or request.headers.get(
+            b"User-Agent", self._default_useragent
+        )
+        delay = crawl_delay(agent)
+        if not delay or delay <= 0:
+            return
+        if delay > self.max_crawl_delay:
+            self._stats.inc_value("robotstxt/crawl_delay_capped")
+            delay = self.max_crawl_delay
+        downloader = self.crawler.engine.downloader
+        key = downloader.get_slot_key(request)
+        slot_settings = downloader.per_slot_settings.setdefault(key, {})
+        if slot_settings.get("delay", 0.0) < delay:
+            slot_settings.update(delay=delay, jitter=0.0)
+            self._stats.max_value("robotstxt/crawl_delay_max", delay)
+            self._stats.inc_value("robotstxt/crawl_delay_sites")
+        slot = downloader.slots.get(key)
+        if slot is not None and slot.delay < delay:
+            slot.delay, slot.jitter = delay, 0.0
+        request.meta["autothrottle_dont_adjust_delay"] = True
 
 
 def retry_after_seconds(value: str) -> float | None:

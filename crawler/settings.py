@@ -45,6 +45,7 @@ STORE_KEEP_OFFTOPIC_TEXT = False  # off-topic articles keep URL, title and score
 # --- politeness ----------------------------------------------------------------------------
 USER_AGENT = f"nkwatch/{__version__} (+{NKWATCH_CONTACT_URL})"
 ROBOTSTXT_OBEY = True
+ROBOTSTXT_MAX_CRAWL_DELAY = 60.0  # a robots.txt Crawl-delay is obeyed up to this (seconds)
 CONCURRENT_REQUESTS = 32
 CONCURRENT_REQUESTS_PER_DOMAIN = 4
 DOWNLOAD_DELAY = 0.25
@@ -69,6 +70,8 @@ RETRY_AFTER_MAX_SECONDS = 120  # a longer Retry-After fails the request; the nex
 
 # --- components ----------------------------------------------------------------------------
 DOWNLOADER_MIDDLEWARES = {
+    "scrapy.downloadermiddlewares.robotstxt.RobotsTxtMiddleware": None,
+    "crawler.middlewares.RobotsTxtMiddleware": 100,  # Scrapy's place; obeys Crawl-delay too
     "crawler.middlewares.AddressGuardMiddleware": 40,
     "crawler.middlewares.SeenUrlMiddleware": 50,
     "crawler.middlewares.ConditionalGetMiddleware": 60,
