@@ -69,11 +69,15 @@ CHROME_LINE_PATTERN = re.compile(
     r"|to (?:view|read|continue reading|access) (?:the|this) (?:full |rest of the |entire )?"
     r"(?:story|article)\b.{0,40}\bsubscri"
     r"|if you.re (?:seeing this message|already a subscriber)"
+    r"|[(\[]?(?:photo|photograph|image|picture|credit|foto|bild|quelle|사진|写真|图片)\s?[:：=]"
+    r"(?=[^.!?]{0,60}$)"
 )
 # The same for phrases found later in the line; searched only in lines holding the cue word.
-CHROME_LINE_CUES = ("copyrighted", "newsletter", "sign up")
+CHROME_LINE_CUES = ("copyrighted", "newsletter", "sign up", "comment")
 CHROME_LINE_TAIL = re.compile(
     r"\bcopyrighted property of\b|^[^.!?]{0,40}\bnewsletter$|\bsign up (?:here|now|today)[.!]?$"
+    r"|\bcomments? (?:are|is|will be) (?:moderated|reviewed)\b|\bcomment(?:ing)? (?:policy|rules|"
+    r"guidelines)\b|\bwe welcome (?:reader |your )?comments\b|\bwe ask that comments\b"
 )
 # Phrases that betray chrome inside a kept line. Not removed (an article may quote them), but
 # an article that still contains one is flagged for a look.

@@ -188,9 +188,13 @@ def test_cross_links_and_calls_to_subscribe_are_dropped_but_story_sentences_stay
         "Follow The Gleaner on Twitter and Instagram @JamaicaGleaner.",
         "Never miss the latest news by signing up to our newsletter today!",
         "To view the full story, please subscribe to The Haitian Times.",
+        "Photo : YONHAP News",
+        "(Credit: Clayton Aldern / Grist)",
+        "Comments are moderated. Please keep them civil and on topic.",
     ]
     kept = [
         "The caller told her to subscribe to a fake investment newsletter and wire the money.",
+        "Photo evidence: investigators said the images showed the call centre in Dandong.",
         "Related: the police say the same group ran a second call centre in Shenyang, where "
         + "more than forty people answered phones in shifts around the clock for months, "
         + "reading from scripts that named real prosecutors and real case numbers to make "
