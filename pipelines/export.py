@@ -1,8 +1,8 @@
 """Exports of the corpus: the streaming row query, JSONL/CSV/Parquet/Atom writers, consumer cursors.
 
 Rows come from one SQL cursor ordered by article id and go straight to the writer, so memory
-stays flat however large the corpus (Parquet holds one batch of ``PARQUET_BATCH_ROWS``; Atom,
-built by feedgen, holds its entries). A file is written under a temporary name beside the
+stays flat however large the corpus (Parquet holds one batch of ``PARQUET_BATCH_ROWS``; Atom
+is written entry by entry). A file is written under a temporary name beside the
 target and renamed only when complete; a consumer's cursor moves only after that rename, so
 an interrupted export neither leaves a file that looks whole nor loses articles.
 """
@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import lxml.etree
 import sqlite_utils
 
 from pipelines.corpus import utc_now
@@ -327,44 +328,76 @@ def parse_timestamp(value: str | None) -> datetime | None:
 # --- Atom ------------------------------------------------------------------------------------
 
 
+ATOM = "http://www.w3.org/2005/Atom"
+# XML 1.0 forbids most control characters; a page's text may hold them (lxml refuses to write them).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def write_atom(rows: Iterable[dict], stream: IO[bytes], topics: list[str]) -> int:
-    """An Atom feed with one entry per row; the watch topics are the feed's categories."""
-    try:
-        from feedgen.feed import FeedGenerator
-    except ImportError:
-        raise ExportError("Atom needs feedgen: pip install feedgen") from None
-    feed = FeedGenerator()
-    feed.id("urn:nkwatch:feed:" + (",".join(sorted(topics)) or "all"))
-    feed.title("nkwatch: " + (", ".join(topics) or "all watched stories"))
-    feed.subtitle("New stories found by nkwatch, one entry per story")
-    feed.author({"name": "nkwatch"})
-    feed.updated(datetime.now(UTC).replace(microsecond=0))
-    for topic in topics:
-        feed.category(term=topic, label=topic)
+    """An Atom feed with one entry per row; the watch topics are the feed's categories.
+
+    Written incrementally (``lxml.etree.xmlfile``): each entry goes to the stream as it is
+    made, so a feed of a million stories needs the memory of one.
+    """
     count = 0
-    for row in rows:
-        _atom_entry(feed.add_entry(order="append"), row)
-        count += 1
-    stream.write(feed.atom_str(pretty=True))
+    with lxml.etree.xmlfile(stream, encoding="utf-8") as out:
+        out.write_declaration()
+        with out.element(f"{{{ATOM}}}feed", nsmap={None: ATOM}):
+            head = [
+                ("id", "urn:nkwatch:feed:" + (",".join(sorted(topics)) or "all")),
+                ("title", "nkwatch: " + (", ".join(topics) or "all watched stories")),
+                ("subtitle", "New stories found by nkwatch, one entry per story"),
+                ("updated", _atom_time(datetime.now(UTC))),
+            ]
+            for name, value in head:
+                out.write(_atom_element(name, value))
+            author = lxml.etree.Element(f"{{{ATOM}}}author")
+            _atom_child(author, "name", "nkwatch")
+            out.write(author)
+            for topic in topics:
+                out.write(lxml.etree.Element(f"{{{ATOM}}}category", term=topic, label=topic))
+            for row in rows:
+                out.write(_atom_entry(row))
+                count += 1
     return count
 
 
-def _atom_entry(entry, row: dict) -> None:
-    entry.id(row["canonical_url"] or row["url"])
-    entry.title(row["title"] or row["url"])
-    entry.link(href=row["url"])
+def _atom_entry(row: dict) -> lxml.etree._Element:
+    entry = lxml.etree.Element(f"{{{ATOM}}}entry")
+    _atom_child(entry, "id", row["canonical_url"] or row["url"])
+    _atom_child(entry, "title", row["title"] or row["url"])
+    lxml.etree.SubElement(entry, f"{{{ATOM}}}link", href=_xml_text(row["url"]), rel="alternate")
     seen = parse_timestamp(row.get("first_seen_at") or row["fetched_at"])
-    entry.updated(seen)
+    _atom_child(entry, "updated", _atom_time(seen))
     if row["published_at"]:
-        entry.published(parse_timestamp(row["published_at"]))
-    for author in row["authors"]:
-        entry.author({"name": author})
+        _atom_child(entry, "published", _atom_time(parse_timestamp(row["published_at"])))
+    for name in row["authors"]:
+        _atom_child(lxml.etree.SubElement(entry, f"{{{ATOM}}}author"), "name", name)
     for topic in row["topics_passed"]:
-        entry.category(term=topic, label=topic)
+        lxml.etree.SubElement(entry, f"{{{ATOM}}}category", term=topic, label=topic)
     text = row["text"] or ""
     summary = text[:ATOM_SUMMARY_CHARS] + ("…" if len(text) > ATOM_SUMMARY_CHARS else "")
     sources = sorted({s["source"] for s in row.get("sightings", [])} or {row["source"]})
-    entry.summary(f"{summary}\n\nSeen at: {', '.join(sources)}")
+    _atom_child(entry, "summary", f"{summary}\n\nSeen at: {', '.join(sources)}")
+    return entry
+
+
+def _atom_element(name: str, text: str) -> lxml.etree._Element:
+    element = lxml.etree.Element(f"{{{ATOM}}}{name}")
+    element.text = _xml_text(text)
+    return element
+
+
+def _atom_child(parent: lxml.etree._Element, name: str, text: str) -> None:
+    lxml.etree.SubElement(parent, f"{{{ATOM}}}{name}").text = _xml_text(text)
+
+
+def _atom_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _xml_text(value: str) -> str:
+    return _NOT_XML.sub("", value) if _NOT_XML.search(value) else value
 
 
 def feed_topics(db: sqlite_utils.Database, filters: Filters) -> list[str]:

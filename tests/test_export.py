@@ -22,7 +22,13 @@ from click.testing import CliRunner
 
 from crawler.cli import main
 from crawler.commands.export import datasette_metadata
-from pipelines.export import ARTICLE_FIELDS, STORY_FIELDS, arrow_type, atomic_output
+from pipelines.export import (
+    ARTICLE_FIELDS,
+    STORY_FIELDS,
+    arrow_type,
+    atomic_output,
+    write_atom,
+)
 from tests.conftest import query, run_nkwatch, write_sources
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,6 +169,21 @@ def test_atom_feed_parses_with_one_entry_per_story_and_topics_as_categories(corp
     entry = feed.entries[0]
     assert entry.link.startswith("http://127.0.0.1:") and entry.title and entry.summary
     assert WATCH_TOPIC in [tag.term for tag in entry.tags]
+
+
+def test_atom_entries_escape_markup_and_drop_characters_xml_forbids():
+    row = {"canonical_url": "https://news.example/a?x=1&y=2", "url": "https://news.example/a",
+           "title": "Scam <calls> & \x0bcash", "fetched_at": "2024-05-01T00:00:00Z",
+           "published_at": "2024-04-30T23:00:00Z", "authors": ["Kim & Lee"],
+           "topics_passed": ["nk-phone-scams"], "text": "Body\x00 text " * 5, "source": "s"}  # fmt: skip
+    stream = io.BytesIO()
+    assert write_atom(iter([row, {**row, "url": "https://news.example/b"}]), stream, ["t"]) == 2
+    feed = feedparser.parse(stream.getvalue())
+    assert not feed.bozo, feed.bozo_exception
+    entry = feed.entries[0]
+    assert entry.title == "Scam <calls> & cash" and entry.id == row["canonical_url"]
+    assert entry.published == "2024-04-30T23:00:00Z" and entry.author == "Kim & Lee"
+    assert "Body text" in entry.summary and len(feed.entries) == 2
 
 
 def test_schema_doc_lists_exactly_the_fields_the_exporter_writes(corpus, tmp_path):
