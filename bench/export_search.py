@@ -1,4 +1,4 @@
-"""Export memory and speed, and search speed (FTS5, the CJK trigram index, the scan for short CJK words), on a large corpus.
+"""Export memory and speed, and search speed (FTS5 vs the CJK substring scan), on a large corpus.
 
 Builds a synthetic corpus by repeating the demo corpus's articles N times, then runs each
 export in a child process and prints its peak RSS and time: the figure that shows export

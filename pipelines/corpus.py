@@ -199,24 +199,6 @@ def _m_published_local(db: sqlite_utils.Database) -> None:
     db["articles"].add_column("published_local", str)
 
 
-def _m_search_trigram(db: sqlite_utils.Database) -> None:
-    """A trigram index of titles and texts, so a Korean, Japanese or Chinese search word of three
-    characters or more is an index lookup, not a scan (unicode61 keeps a run of those scripts
-    as one token). Kept up to date by triggers, as ``articles_fts`` is."""
-    db.execute(
-        "CREATE VIRTUAL TABLE articles_trigram USING fts5(title, text, content='articles', "
-        "content_rowid='id', tokenize='trigram')"
-    )
-    db.execute("INSERT INTO articles_trigram (articles_trigram) VALUES ('rebuild')")
-    insert = "INSERT INTO articles_trigram (rowid, title, text) VALUES (new.id, new.title, new.text);"
-    delete = ("INSERT INTO articles_trigram (articles_trigram, rowid, title, text) "
-              "VALUES ('delete', old.id, old.title, old.text);")  # fmt: skip
-    db.execute(f"CREATE TRIGGER articles_trigram_ai AFTER INSERT ON articles BEGIN {insert} END")
-    db.execute(f"CREATE TRIGGER articles_trigram_ad AFTER DELETE ON articles BEGIN {delete} END")
-    db.execute("CREATE TRIGGER articles_trigram_au AFTER UPDATE OF title, text ON articles "
-               f"BEGIN {delete} {insert} END")  # fmt: skip
-
-
 MIGRATIONS: list[Migration] = [
     _m001_core,
     _m_dedupe_lsh,
@@ -224,7 +206,6 @@ MIGRATIONS: list[Migration] = [
     _m_schedules_daemon,
     _m_raw_pages_packed,
     _m_published_local,
-    _m_search_trigram,
 ]
 
 

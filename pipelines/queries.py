@@ -146,18 +146,13 @@ def search(
     """Articles matching ``query``, best first, with a snippet; and how the query was run.
 
     Latin-script queries go to FTS5 (bm25, title weighted 5x). A query FTS5 rejects as syntax
-    is retried with each word quoted. Korean, Japanese and Chinese queries match every word as a
-    substring of title or text, because unicode61 keeps a run of those scripts as one token:
-    words of three characters or more through the trigram index, shorter ones by a scan of the
-    rows the index leaves (of all rows when every word is shorter).
+    is retried with each word quoted. Korean, Japanese and Chinese queries scan title and text
+    for every word as a substring, because unicode61 keeps a run of those scripts as one token.
     """
     if not query.strip():
         raise QueryError("empty search query")
     if is_cjk(query):
-        words = query.split()
-        indexed = [w for w in words if len(w) >= TRIGRAM]
-        method = "trigram index" if indexed else "substring scan"
-        return _search_substrings(db, words, filters, limit, indexed), method
+        return _search_substrings(db, query.split(), filters, limit), "substring"
     try:
         return _search_fts(db, query, filters, limit), "fts5"
     except sqlite3.OperationalError:
@@ -180,16 +175,8 @@ def _search_fts(db, match: str, filters: Filters, limit: int) -> list[dict]:
     return [dict(row) for row in _rows(db, sql, [match, *params, limit])]
 
 
-TRIGRAM = 3  # the trigram index answers for words at least this long
-
-
-def _search_substrings(
-    db, words: list[str], filters: Filters, limit: int, indexed: list[str]
-) -> list[dict]:
+def _search_substrings(db, words: list[str], filters: Filters, limit: int) -> list[dict]:
     where, params = filter_sql(filters)
-    if indexed:  # the candidates the trigram index gives; the LIKE tests below confirm each
-        where += " AND a.id IN (SELECT rowid FROM articles_trigram WHERE articles_trigram MATCH ?)"
-        params = [*params, " ".join('"' + w.replace('"', '""') + '"' for w in indexed)]
     found: list[str] = []
     found_params: list[Any] = []
     hits: list[str] = []

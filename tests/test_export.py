@@ -22,7 +22,6 @@ from click.testing import CliRunner
 
 from crawler.cli import main
 from crawler.commands.export import datasette_metadata
-from pipelines.corpus import open_corpus
 from pipelines.export import (
     ARTICLE_FIELDS,
     STORY_FIELDS,
@@ -30,7 +29,6 @@ from pipelines.export import (
     atomic_output,
     write_atom,
 )
-from pipelines.queries import Filters, _search_substrings, search
 from tests.conftest import query, run_nkwatch, write_sources
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -299,22 +297,6 @@ def test_search_finds_japanese_chinese_and_korean_phrases(demo_corpus):
         hits = json.loads(result.stdout)["hits"]
         assert hits, phrase
         assert all(h["language"] == language for h in hits)
-
-
-def test_cjk_search_through_the_trigram_index_finds_what_a_scan_finds(corpus):
-    """Every CJK word of three characters or more is looked up in the trigram index; the hits
-    are those of the full scan, and the index follows updates of the text."""
-    db = open_corpus(corpus)
-    for phrase in ("クラウドソーシング", "众包平台", "휴대전화", "손전화 단속", "電話詐欺", "保衛省"):
-        indexed, method = search(db, phrase, Filters(), limit=100)
-        assert indexed and method == "trigram index", phrase
-        scanned = _search_substrings(db, phrase.split(), Filters(), 100, indexed=[])
-        assert [h["id"] for h in indexed] == [h["id"] for h in scanned], phrase
-    assert search(db, "위장 신분", Filters())[1] == "substring scan"  # two-character words
-    article_id = db.execute("SELECT min(id) FROM articles WHERE status = 'ok'").fetchone()[0]
-    with db.conn:
-        db.execute("UPDATE articles SET text = text || ' 신종보이스피싱수법' WHERE id = ?", [article_id])
-    assert [h["id"] for h in search(db, "보이스피싱수법", Filters())[0]] == [article_id]
 
 
 def test_search_with_fts_syntax_errors_does_not_fail(demo_corpus):
