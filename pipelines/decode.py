@@ -51,16 +51,41 @@ def decode_html(body: bytes, encoding: str | None = None) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    for name in dict.fromkeys([normalise_encoding(encoding), declared_encoding(body)]):
-        if name and name != "utf-8":
-            try:
-                return body.decode(name)
-            except (UnicodeDecodeError, LookupError):
-                continue
-    guess = from_bytes(body[:200_000], cp_isolation=DETECTABLE).best()
-    if guess is not None and guess.encoding:
-        return body.decode(normalise_encoding(guess.encoding) or guess.encoding, errors="replace")
+    names = [n for n in dict.fromkeys([normalise_encoding(encoding), declared_encoding(body)]) if n]
+    if len(names) == 2 and names[0] in LATIN_SINGLE_BYTE and names[1] not in LATIN_SINGLE_BYTE:
+        # a server default (Apache's ISO-8859-1) over a page that names its own CJK charset
+        names.reverse()
+    for name in names:
+        if name == "utf-8":
+            continue
+        if name in LATIN_SINGLE_BYTE and _detected_multibyte(body):
+            continue  # Latin-1 decodes any bytes: a Korean page labelled so would be mojibake
+        try:
+            return body.decode(name)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    guess = _detected(body)
+    if guess:
+        return body.decode(guess, errors="replace")
     return body.decode("cp1252", errors="replace")
+
+
+# Single-byte Latin codecs decode any bytes at all, so "it decodes" proves nothing for them.
+LATIN_SINGLE_BYTE = frozenset({"cp1252", "iso8859-1", "iso8859-15", "ascii"})
+MULTIBYTE = frozenset({"cp949", "cp932", "euc_jp", "gb18030", "big5"})
+
+
+def _detected(body: bytes) -> str | None:
+    guess = from_bytes(body[:200_000], cp_isolation=DETECTABLE).best()
+    if guess is None or not guess.encoding:
+        return None
+    return normalise_encoding(guess.encoding) or guess.encoding
+
+
+def _detected_multibyte(body: bytes) -> bool:
+    """Do the bytes read as a Korean, Japanese or Chinese multibyte charset? Only asked of pages
+    labelled with a Latin charset whose bytes are not UTF-8: rare, and detection costs ms."""
+    return _detected(body) in MULTIBYTE
 
 
 def _has_non_ascii(body: bytes) -> bool:

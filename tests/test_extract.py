@@ -113,6 +113,20 @@ def test_legacy_and_misdeclared_encodings_decode_right(golden, name):
     assert "\ufffd" not in text
 
 
+@pytest.mark.parametrize("meta", ["", '<meta charset="euc-kr">'])
+def test_a_korean_page_under_a_latin_1_server_default_decodes_as_korean(meta):
+    """Servers still send Apache's old default, charset=ISO-8859-1, for EUC-KR pages; Latin-1
+    decodes any bytes, so the label alone would give mojibake."""
+    sentence = "북한 당국이 휴대전화 사용자를 단속하고 있다고 소식통이 전했다. "
+    body = f"<html><head>{meta}</head><body><article><p>{sentence * 12}</p></article></body></html>"
+    for declared in ("iso-8859-1", "windows-1252"):
+        article = extract_article(body.encode("cp949"), "http://x.example/a", encoding=declared).article
+        assert article is not None and sentence.strip() in article.text, declared
+    french = "Les élèves sont allés à l'école près du château, où l'été était très chaud. " * 12
+    page = f"<html><body><article><p>{french}</p></article></body></html>".encode("cp1252")
+    assert "élèves" in extract_article(page, "http://x.example/f", encoding="iso-8859-1").article.text
+
+
 def test_comment_chrome_is_not_a_comment(golden):
     pages, _ = golden
     for p in pages:
