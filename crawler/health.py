@@ -62,6 +62,14 @@ class SourceHealth:
         run.last_modified = _header(response, b"Last-Modified")
         self.stats.inc_value("nkwatch/feeds_read")
 
+    def moved_if_redirected(self, name: str, response) -> None:
+        """A source answering through a permanent redirect (301/308) has moved: say where to."""
+        reasons = response.meta.get("redirect_reasons") or []
+        if any(reason in (301, 308) for reason in reasons):
+            self.stats.inc_value("nkwatch/sources_moved")
+            logger.warning("source %s has moved permanently to %s: update its url in the "
+                           "sources file", name, response.url)  # fmt: skip
+
     def count_listed(self, name: str, count: int) -> None:
         self.runs[name].listed += count
 

@@ -27,6 +27,7 @@ class CrawlTotals:
 
     sources: int = 0
     sources_failed: int = 0
+    sources_moved: int = 0
     feeds_not_modified: int = 0
     pages_fetched: int = 0
     articles_stored: int = 0
@@ -43,6 +44,7 @@ class CrawlTotals:
         return cls(
             sources=stats.get("nkwatch/sources", 0),
             sources_failed=stats.get("nkwatch/sources_failed", 0),
+            sources_moved=stats.get("nkwatch/sources_moved", 0),
             feeds_not_modified=stats.get("nkwatch/feeds_not_modified", 0),
             pages_fetched=stats.get("downloader/response_count", 0),
             articles_stored=stored - stats.get("nkwatch/stored_failed", 0),
@@ -61,9 +63,12 @@ class CrawlTotals:
         )
 
     def lines(self) -> list[str]:
+        moved = [f"sources moved:       {self.sources_moved} (permanent redirect: the log names "
+                 "the new addresses to put in the sources file)"] if self.sources_moved else []  # fmt: skip
         return [
             f"sources crawled:     {self.sources} ({self.sources_failed} failed, "
             f"{self.feeds_not_modified} not modified)",
+            *moved,
             f"pages fetched:       {self.pages_fetched}",
             f"articles stored:     {self.articles_stored} new "
             f"({self.already_stored} already stored, skipped)",

@@ -1,4 +1,5 @@
-"""Politeness a site owner would notice: robots.txt's Crawl-delay, over real loopback HTTP."""
+"""What a site asks of the crawler, over real loopback HTTP: robots.txt's Crawl-delay, and a
+feed that has moved (a permanent redirect the user is told about)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ class PoliteSite:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                if self.path == "/old-feed.xml":
+                    self.send_response(301)
+                    self.send_header("Location", "/feed.xml")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path == "/robots.txt":
                     body, kind = site.robots, "text/plain"
                 elif self.path == "/feed.xml":
@@ -63,15 +70,17 @@ def polite_site():
         site.close()
 
 
-def crawl(site: PoliteSite, tmp_path, *settings: str):
-    sources = save_sources([Source(name="site", url=site.base + "/feed.xml", allow_private=True)],
+def crawl(site: PoliteSite, tmp_path, *settings: str, feed: str = "/feed.xml"):
+    sources = save_sources([Source(name="site", url=site.base + feed, allow_private=True)],
                            tmp_path / "sources.toml")  # fmt: skip
     db = tmp_path / "polite.db"
     # no delay of our own and AutoThrottle on: whatever spacing there is comes from robots.txt
-    run_nkwatch("crawl", "--db", str(db), "--sources", str(sources), "--set", "DOWNLOAD_DELAY=0",
-                "--set", "AUTOTHROTTLE_ENABLED=True", "--set", "AUTOTHROTTLE_START_DELAY=0",
-                *(part for setting in settings for part in ("--set", setting)), timeout=120)  # fmt: skip
-    return db
+    result = run_nkwatch(
+        "crawl", "--db", str(db), "--sources", str(sources), "--set", "DOWNLOAD_DELAY=0",
+        "--set", "AUTOTHROTTLE_ENABLED=True", "--set", "AUTOTHROTTLE_START_DELAY=0",
+        *(part for setting in settings for part in ("--set", setting)), timeout=120,
+    )  # fmt: skip
+    return db, result
 
 
 def gaps(times: list[float]) -> list[float]:
@@ -80,7 +89,7 @@ def gaps(times: list[float]) -> list[float]:
 
 def test_crawl_delay_in_robots_txt_spaces_the_site_requests(polite_site, tmp_path):
     site = polite_site("User-agent: *\nCrawl-delay: 1\nAllow: /\n")
-    db = crawl(site, tmp_path)
+    db, _ = crawl(site, tmp_path)
     assert query(db, "SELECT count(*) AS n FROM articles")[0]["n"] == ARTICLES
     spacing = gaps(site.article_times)
     assert len(spacing) == ARTICLES - 1
@@ -91,3 +100,12 @@ def test_a_crawl_delay_over_the_cap_is_capped_not_obeyed_for_minutes(polite_site
     site = polite_site("User-agent: *\nCrawl-delay: 86400\n")
     crawl(site, tmp_path, "ROBOTSTXT_MAX_CRAWL_DELAY=0.5")
     assert len(site.article_times) == ARTICLES and min(gaps(site.article_times)) >= 0.45
+
+
+def test_a_feed_that_moved_is_still_read_and_the_user_told_where_it_went(polite_site, tmp_path):
+    site = polite_site("User-agent: *\nAllow: /\n")
+    db, result = crawl(site, tmp_path, feed="/old-feed.xml")
+    assert query(db, "SELECT count(*) AS n FROM articles")[0]["n"] == ARTICLES
+    output = result.stdout + result.stderr
+    assert "sources moved:       1" in output
+    assert f"source site has moved permanently to {site.base}/feed.xml" in output

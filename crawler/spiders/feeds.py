@@ -44,6 +44,7 @@ class FeedSpider(SourceSpider):
         if feed.warning:
             self.logger.warning("%s: %s", source.name, feed.warning)
         self.health.listed(source.name, response, len(feed.entries))
+        self.health.moved_if_redirected(source.name, response)
         links = [(entry.link, entry.hints()) for entry in feed.entries]
         for request in self.article_requests(source, links, listed_on=response.url):
             yield request

@@ -47,4 +47,5 @@ class SectionSpider(SourceSpider):
             self.health.failed_source(source.name, f"no article links found ({response.url})")
             return
         self.health.listed(source.name, response, len(links))
+        self.health.moved_if_redirected(source.name, response)
         yield from self.article_requests(source, links, listed_on=response.url)

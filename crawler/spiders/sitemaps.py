@@ -131,8 +131,9 @@ class SitemapSpider(SourceSpider):
         if sitemap.problem:
             self.health.failed_source(source.name, f"{sitemap.problem} ({response.url})")
             return
-        if response.url == source.url:
+        if response.url == source.url or response.meta.get("redirect_urls", [None])[0] == source.url:
             self.health.listed(source.name, response, 0)
+            self.health.moved_if_redirected(source.name, response)
         if sitemap.kind == "sitemapindex":
             children = [c for c in sitemap.children if is_recent(c, source.recent_days)]
             children.sort(key=lambda c: c.newest_date or "", reverse=True)
