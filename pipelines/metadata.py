@@ -39,7 +39,8 @@ def split_authors(value: str | list[str] | None) -> list[str]:
         if not isinstance(piece, str):
             continue
         piece = _BYLINE_END.split(clean_value(piece), maxsplit=1)[0]
-        for name in _NAME_SEPARATOR.split(piece):
+        # a list holds one name an entry ("Smith, John" stays whole); a string may hold several
+        for name in [piece] if isinstance(value, list) else _NAME_SEPARATOR.split(piece):
             name = _BYLINE_LABEL.sub("", name.strip(" ,;:-–—|·•")).strip(" ,;:-–—|·•")
             if _looks_like_name(name):
                 names.append(name)

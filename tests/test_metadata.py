@@ -78,6 +78,7 @@ def test_placeholder_dates_are_not_publication_dates():
     ("By John Smith, Staff Writer", ["John Smith"]),
     ("Grant Tinsley, PhD", ["Grant Tinsley"]),
     (["Admin"], []),
+    (["Smith, John", "By Kim Min-ji"], ["Smith, John", "Kim Min-ji"]),
     ("View all posts by Daniel Lemire", []),
     ("Reuters Updated", ["Reuters"]),
     ("Isabella DiBiase am Samstag, 19. Oktober 2019 um 11:14 Uhr", ["Isabella DiBiase"]),
