@@ -71,11 +71,15 @@ CHROME_LINE_PATTERN = re.compile(
     r"|if you.re (?:seeing this message|already a subscriber)"
     r"|[(\[]?(?:photo|photograph|image|picture|credit|foto|bild|quelle|사진|写真|图片)\s?[:：=]"
     r"(?=[^.!?]{0,60}$)"
+    r"|[<\[(]?\s*(?:copyright\b|ⓒ|©|\(c\)\s*\d{4}|저작권자)"
 )
 # The same for phrases found later in the line; searched only in lines holding the cue word.
-CHROME_LINE_CUES = ("copyrighted", "newsletter", "sign up", "comment")
+CHROME_LINE_CUES = ("copyrighted", "newsletter", "sign up", "comment", "rights reserved", "무단",
+                    "재배포", "無断", "转载", "轉載", "版权", "版權", "przedruk")  # fmt: skip
 CHROME_LINE_TAIL = re.compile(
     r"\bcopyrighted property of\b|^[^.!?]{0,40}\bnewsletter$|\bsign up (?:here|now|today)[.!]?$"
+    r"|\ball rights reserved\b|무단\s*(?:전재|복제)|재배포\s*금지|無断(?:転載|複製|転用)"
+    r"|(?:未经|未經).{0,12}(?:转载|轉載|使用)|版权所有|版權所有|zasady przedruków"
     r"|\bcomments? (?:are|is|will be) (?:moderated|reviewed)\b|\bcomment(?:ing)? (?:policy|rules|"
     r"guidelines)\b|\bwe welcome (?:reader |your )?comments\b|\bwe ask that comments\b"
 )
