@@ -71,7 +71,8 @@ CHROME_LINE_PATTERN = re.compile(
     r"|if you.re (?:seeing this message|already a subscriber)"
     r"|[(\[]?(?:photo|photograph|image|picture|credit|foto|bild|quelle|사진|写真|图片)\s?[:：=]"
     r"(?=[^.!?]{0,60}$)"
-    r"|[<\[(]?\s*(?:copyright\b|ⓒ|©|\(c\)\s*\d{4}|저작권자)"
+    r"|[<\[(]?\s*(?:copyright(?:\s*(?:©|ⓒ|\(c\)|\d{4})|$)|ⓒ|©|\(c\)\s*\d{4}"
+    r"|저작권자\s*(?:ⓒ|©|\(c\)))"
 )
 # The same for phrases found later in the line; searched only in lines holding the cue word.
 CHROME_LINE_CUES = ("copyrighted", "newsletter", "sign up", "comment", "rights reserved", "무단",

@@ -212,6 +212,7 @@ def test_cross_links_and_calls_to_subscribe_are_dropped_but_story_sentences_stay
     kept = [
         "The caller told her to subscribe to a fake investment newsletter and wire the money.",
         "Photo evidence: investigators said the images showed the call centre in Dandong.",
+        "Copyright law does not protect the scripts the callers read from, experts said.",
         "Related: the police say the same group ran a second call centre in Shenyang, where "
         + "more than forty people answered phones in shifts around the clock for months, "
         + "reading from scripts that named real prosecutors and real case numbers to make "
