@@ -109,14 +109,15 @@ def _parse_json_feed(body: bytes, url: str, limit: int) -> ParsedFeed:
         link = item.get("url") or item.get("external_url") or ""
         people = item.get("authors") or ([item["author"]] if item.get("author") else [])
         summary = item.get("summary") or item.get("content_text") or ""
+        stamp = item.get("date_published") or item.get("date_modified")
         entries.append(
             FeedEntry(
                 link=link if isinstance(link, str) else "",
                 title=str(item.get("title") or "").strip(),
-                published_at=to_utc_iso(item.get("date_published") or item.get("date_modified")),
+                published_at=to_utc_iso(stamp),
                 authors=[p["name"] for p in people if isinstance(p, dict) and p.get("name")],
                 summary=str(summary)[:500],
-                published_local=to_local_iso(item.get("date_published") or item.get("date_modified")),
+                published_local=to_local_iso(stamp),
             )
         )
     kind = "json" + version.rstrip("/").rsplit("/", 1)[-1].replace("version", "").replace(".", "")

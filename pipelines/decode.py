@@ -55,16 +55,19 @@ def decode_html(body: bytes, encoding: str | None = None) -> str:
     if len(names) == 2 and names[0] in LATIN_SINGLE_BYTE and names[1] not in LATIN_SINGLE_BYTE:
         # a server default (Apache's ISO-8859-1) over a page that names its own CJK charset
         names.reverse()
+    detected: list[str | None] = []  # detection costs ms: run it once, when first needed
     for name in names:
         if name == "utf-8":
             continue
-        if name in LATIN_SINGLE_BYTE and _detected_multibyte(body):
-            continue  # Latin-1 decodes any bytes: a Korean page labelled so would be mojibake
+        if name in LATIN_SINGLE_BYTE:
+            detected = detected or [_detected(body)]
+            if detected[0] in MULTIBYTE:
+                continue  # Latin-1 decodes any bytes: a Korean page labelled so is mojibake
         try:
             return body.decode(name)
         except (UnicodeDecodeError, LookupError):
             continue
-    guess = _detected(body)
+    guess = (detected or [_detected(body)])[0]
     if guess:
         return body.decode(guess, errors="replace")
     return body.decode("cp1252", errors="replace")
@@ -80,12 +83,6 @@ def _detected(body: bytes) -> str | None:
     if guess is None or not guess.encoding:
         return None
     return normalise_encoding(guess.encoding) or guess.encoding
-
-
-def _detected_multibyte(body: bytes) -> bool:
-    """Do the bytes read as a Korean, Japanese or Chinese multibyte charset? Only asked of pages
-    labelled with a Latin charset whose bytes are not UTF-8: rare, and detection costs ms."""
-    return _detected(body) in MULTIBYTE
 
 
 def _has_non_ascii(body: bytes) -> bool:

@@ -330,10 +330,7 @@ def assign_story(db: sqlite_utils.Database, article_id: int, item) -> tuple[int,
     )  # fmt: skip
     if buckets and not (match and match.matched_by == "exact"):
         # An exact copy would only repeat its twin's buckets: leave them out, keep the index lean.
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO dedupe_buckets (band, bucket, article_id) VALUES (?, ?, ?)",
-            [(band, bucket, article_id) for band, bucket in buckets],
-        )
+        _index_buckets(db, article_id, buckets)
     if match is None:
         return _new_story(db, article_id, item), True
     item.duplicate_of = match.article_id
@@ -366,11 +363,15 @@ def refresh_signature(db: sqlite_utils.Database, article_id: int, text: str) -> 
     )
     new = Signature.from_bytes(signature)
     if new is not None and row[1] != "exact":  # as assign_story: an exact copy adds no buckets
-        db.conn.executemany(
-            "INSERT OR IGNORE INTO dedupe_buckets (band, bucket, article_id) VALUES (?, ?, ?)",
-            [(band, bucket, article_id) for band, bucket in new.buckets()],
-        )
+        _index_buckets(db, article_id, new.buckets())
     return True
+
+
+def _index_buckets(db, article_id: int, buckets: list[tuple[int, int]]) -> None:
+    db.conn.executemany(
+        "INSERT OR IGNORE INTO dedupe_buckets (band, bucket, article_id) VALUES (?, ?, ?)",
+        [(band, bucket, article_id) for band, bucket in buckets],
+    )
 
 
 def _match_by_canonical(db, article_id: int, item, signature: Signature | None) -> Match | None:

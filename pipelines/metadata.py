@@ -15,7 +15,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import lxml.etree
 import lxml.html
 from htmldate import find_date
 
@@ -179,12 +178,7 @@ EARLIEST_YEAR = "1995"  # before it, a "publication date" on the web is a placeh
 # with the same tests, which walks the tree once per alternative), then checked in Python.
 _BYLINE_TAGS = ("a", "span", "div", "p", "address", "strong", "b", "em", "small", "cite",
                 "h2", "h3", "h4", "h5", "li", "section", "header", "author")  # fmt: skip
-_BYLINE_MARK = re.compile(r"uthor|byl|Byl|riter|ournalist|eporter")
-_BYLINE_CLASS = re.compile(
-    r"author-?name|authorname|byline|\bbyl\b|\bauthor\b|article-?author|post-?author|"
-    r"entry-?author|writer|journalist|reporter|author",
-    re.I,
-)
+_BYLINE_CLASS = re.compile(r"author|byline|\bbyl\b|writer|journalist|reporter", re.I)
 _NOT_BYLINE_CLASS = re.compile(
     r"avatar|image|img|photo|picture|bio|desc|about|date|time|label|follow|social|share|box|"
     r"list|more|related|comment",
@@ -200,9 +194,7 @@ def byline_authors(tree: lxml.html.HtmlElement) -> list[str]:
         explicit = node.get("rel") == "author" or "author" in (node.get("itemprop") or "")
         if not explicit:
             marks = " ".join(filter(None, (node.get("class"), node.get("id"))))
-            if not marks or not _BYLINE_MARK.search(marks):
-                continue
-            if not _BYLINE_CLASS.search(marks) or _NOT_BYLINE_CLASS.search(marks):
+            if not marks or not _BYLINE_CLASS.search(marks) or _NOT_BYLINE_CLASS.search(marks):
                 continue
         tiers[0 if explicit else 1].append(node)
         if len(tiers[0]) + len(tiers[1]) >= 60:
